@@ -1,0 +1,15 @@
+"""mmseg_dynopool: DynOPool (learnable feature-map resizing) for MMSegmentation/MMPretrain.
+
+Importing the package registers its modules in the OpenMMLab registries (use it through
+``custom_imports=dict(imports=['mmseg_dynopool'])`` in a config) and makes mmengine load
+its own checkpoints on torch >= 2.6 (see ``utils/checkpoint_compat.py``).
+"""
+from .ops import DynOPool, dynopool_layers
+from .utils import install_checkpoint_compat
+
+install_checkpoint_compat()
+
+from . import analysis, datasets, engine, models  # noqa: E402,F401  (registration)
+
+__version__ = '0.1.0'
+__all__ = ['DynOPool', 'dynopool_layers', '__version__']

@@ -1,0 +1,3 @@
+from .gmacs import GMACsProfile, count_gmacs, profile_gmacs, reset_to_initial_ratios
+
+__all__ = ['GMACsProfile', 'count_gmacs', 'profile_gmacs', 'reset_to_initial_ratios']

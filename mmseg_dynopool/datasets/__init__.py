@@ -1,0 +1,6 @@
+from .synthetic_voc import (NUM_CLASSES, VOC_CLASSES, check_voc_root, voc_palette,
+                            write_synthetic_voc)
+from .voc import CheckedPascalVOCDataset
+
+__all__ = ['CheckedPascalVOCDataset', 'NUM_CLASSES', 'VOC_CLASSES', 'check_voc_root',
+           'voc_palette', 'write_synthetic_voc']

@@ -1,0 +1,183 @@
+"""A small, learnable dataset in the exact PascalVOC 2012 segmentation layout.
+
+Layout written under ``root`` (what mmseg's ``PascalVOCDataset`` reads)::
+
+    root/JPEGImages/<id>.jpg
+    root/SegmentationClass/<id>.png          palette PNG, class ids 0..20, 255 = void
+    root/ImageSets/Segmentation/train.txt    one id per line
+    root/ImageSets/Segmentation/val.txt
+
+Each image has a textured background (class 0) and one to three objects. A class is
+recognisable by its colour, its shape and its stripe texture, so a small network learns
+it within minutes on a CPU. As in VOC, every object outline is a band of void (255)
+pixels. Image sizes vary (odd and non-square included). Everything is determined by the
+seed.
+"""
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+NUM_CLASSES = 21
+VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
+               'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
+               'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
+SHAPES = ('disc', 'square', 'triangle', 'ring', 'cross', 'diamond', 'hbar')
+
+
+def voc_palette() -> List[int]:
+    """The 256-entry PascalVOC colour map as a flat [r, g, b, ...] list."""
+    palette = []
+    for label in range(256):
+        r = g = b = 0
+        c = label
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def _class_style(label: int) -> Tuple[np.ndarray, str, int]:
+    """Fixed colour, shape and stripe period of a foreground class (1..20)."""
+    hue = (label * 0.61803) % 1.0
+    # HSV -> RGB with full saturation, bright value.
+    i = int(hue * 6) % 6
+    f = hue * 6 - int(hue * 6)
+    v, p, q, t = 230, 40, int(230 * (1 - f * 0.83)), int(40 + 190 * f)
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    shape = SHAPES[label % len(SHAPES)]
+    period = 3 + (label * 7) % 6
+    return np.array(rgb, dtype=np.float32), shape, period
+
+
+def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    if shape == 'disc':
+        return dy ** 2 + dx ** 2 <= r ** 2
+    if shape == 'square':
+        return (np.abs(dy) <= r * 0.85) & (np.abs(dx) <= r * 0.85)
+    if shape == 'triangle':
+        return (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+    if shape == 'ring':
+        d2 = dy ** 2 + dx ** 2
+        return (d2 <= r ** 2) & (d2 >= (0.5 * r) ** 2)
+    if shape == 'cross':
+        return ((np.abs(dy) <= r * 0.3) & (np.abs(dx) <= r)) | (
+            (np.abs(dx) <= r * 0.3) & (np.abs(dy) <= r))
+    if shape == 'diamond':
+        return np.abs(dy) + np.abs(dx) <= r
+    return (np.abs(dy) <= r * 0.4) & (np.abs(dx) <= r * 1.2)  # hbar
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            out |= np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
+    return out
+
+
+def make_sample(rng: np.random.RandomState, size: Tuple[int, int]
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 HxWx3, label uint8 HxW) pair."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(60, 140, size=3).astype(np.float32)
+    image = base + 12 * np.sin(xx[..., None] * rng.uniform(0.05, 0.2)
+                               + yy[..., None] * rng.uniform(0.05, 0.2))
+    label = np.zeros((h, w), dtype=np.uint8)
+    void = np.zeros((h, w), dtype=bool)
+    for _ in range(rng.randint(1, 4)):
+        cls = rng.randint(1, NUM_CLASSES)
+        colour, shape, period = _class_style(cls)
+        r = rng.uniform(0.18, 0.32) * min(h, w)
+        cy, cx = rng.uniform(r, h - r), rng.uniform(r, w - r)
+        mask = _shape_mask(shape, h, w, cy, cx, r)
+        if not mask.any():
+            continue
+        stripes = ((xx + yy) // period % 2)[..., None] * 35.0
+        image = np.where(mask[..., None], colour - stripes, image)
+        edge = _dilate(mask, 1) & ~_erode(mask)
+        label[mask] = cls
+        void |= edge
+    image = image + rng.normal(0, 6, size=image.shape)
+    label[void] = 255
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    return ~_dilate(~mask, 1)
+
+
+def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
+                        size_range: Tuple[int, int] = (72, 112), seed: int = 0,
+                        overwrite: bool = False) -> Dict[str, List[str]]:
+    """Write the dataset under ``root`` and return ``{'train': ids, 'val': ids}``.
+
+    Refuses to write into a directory that already holds VOC data unless ``overwrite``
+    (a real dataset must never be clobbered by accident).
+    """
+    if num_train < 1 or num_val < 1:
+        raise ValueError(f'need at least one train and one val image, got '
+                         f'num_train={num_train}, num_val={num_val}')
+    lo, hi = size_range
+    if not 16 <= lo <= hi:
+        raise ValueError(f'size_range must satisfy 16 <= min <= max, got {size_range}')
+    if osp.isdir(osp.join(root, 'JPEGImages')) and os.listdir(
+            osp.join(root, 'JPEGImages')) and not overwrite:
+        raise FileExistsError(f'{root} already holds JPEGImages/; refusing to overwrite '
+                              '(pass overwrite=True / --overwrite to replace it)')
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    rng = np.random.RandomState(seed)
+    palette = voc_palette()
+    splits = {'train': [], 'val': []}
+    for split, count in (('train', num_train), ('val', num_val)):
+        for k in range(count):
+            sample_id = f'synth_{split}_{k:05d}'
+            size = (int(rng.randint(lo, hi + 1)), int(rng.randint(lo, hi + 1)))
+            image, label = make_sample(rng, size)
+            Image.fromarray(image).save(
+                osp.join(root, 'JPEGImages', sample_id + '.jpg'), quality=95)
+            png = Image.fromarray(label, mode='P')
+            png.putpalette(palette)
+            png.save(osp.join(root, 'SegmentationClass', sample_id + '.png'))
+            splits[split].append(sample_id)
+        with open(osp.join(root, 'ImageSets', 'Segmentation', f'{split}.txt'), 'w') as f:
+            f.write('\n'.join(splits[split]) + '\n')
+    return splits
+
+
+def check_voc_root(root: str, ann_files: Sequence[str] = (
+        'ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/val.txt'),
+                   seg_dir: str = 'SegmentationClass',
+                   max_checked: Optional[int] = 20) -> None:
+    """Raise a clear error if ``root`` is not a usable VOC-layout dataset."""
+    if not osp.isdir(root):
+        raise FileNotFoundError(
+            f'PascalVOC data root {root!r} does not exist. Create it with '
+            f'`python tools/data/make_synthetic_voc.py {root}` or point data_root at '
+            'VOCdevkit/VOC2012')
+    for sub in ('JPEGImages', seg_dir):
+        if not osp.isdir(osp.join(root, sub)):
+            raise FileNotFoundError(f'PascalVOC data root {root!r} has no {sub}/ folder')
+    for ann in ann_files:
+        path = osp.join(root, ann)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'PascalVOC split file {path!r} is missing')
+        with open(path) as f:
+            ids = [line.strip() for line in f if line.strip()]
+        if not ids:
+            raise ValueError(f'PascalVOC split file {path!r} lists no image')
+        for sample_id in ids[:max_checked]:
+            for sub, ext in (('JPEGImages', '.jpg'), (seg_dir, '.png')):
+                p = osp.join(root, sub, sample_id + ext)
+                if not osp.isfile(p):
+                    raise FileNotFoundError(f'{path} lists {sample_id!r} but {p} is '
+                                            'missing')

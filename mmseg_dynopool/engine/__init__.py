@@ -1,0 +1,3 @@
+from .hooks import DynOPoolGMACsHook
+
+__all__ = ['DynOPoolGMACsHook']

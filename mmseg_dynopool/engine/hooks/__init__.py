@@ -1,0 +1,3 @@
+from .gmacs_hook import DynOPoolGMACsHook
+
+__all__ = ['DynOPoolGMACsHook']

@@ -1,0 +1,3 @@
+from .dynopool_hrnet import DynOPoolHRNet
+
+__all__ = ['DynOPoolHRNet']

@@ -1,0 +1,3 @@
+from .checkpoint_compat import install_checkpoint_compat
+
+__all__ = ['install_checkpoint_compat']
