@@ -76,10 +76,13 @@ def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> n
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    out = mask.copy()
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            out |= np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
+    """Binary dilation by a square of side 2*radius+1 (no wrap-around at the borders)."""
+    h, w = mask.shape
+    padded = np.pad(mask, radius)
+    out = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy:dy + h, dx:dx + w]
     return out
 
 
@@ -112,7 +115,7 @@ def make_sample(rng: np.random.RandomState, size: Tuple[int, int]
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
-    return ~_dilate(~mask, 1)
+    return ~_dilate(~mask, 1)  # pixels outside the image count as background
 
 
 def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
