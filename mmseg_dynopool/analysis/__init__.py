@@ -1,3 +1,4 @@
 from .gmacs import GMACsProfile, count_gmacs, profile_gmacs, reset_to_initial_ratios
 
 __all__ = ['GMACsProfile', 'count_gmacs', 'profile_gmacs', 'reset_to_initial_ratios']
+from .per_class import PerClassIoUMetric, per_class_report  # noqa: F401

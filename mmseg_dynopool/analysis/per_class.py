@@ -70,7 +70,8 @@ def _with_pipeline(dataset_cfg: Union[dict, ConfigDict], pipeline: List[dict]) -
     return cfg
 
 
-def dataset_class_frequency(dataset_cfg: Union[dict, ConfigDict], num_classes: int,
+def dataset_class_frequency(dataset_cfg: Union[dict, ConfigDict],
+                            num_classes: Optional[int] = None,
                             ignore_index: int = 255,
                             max_images: Optional[int] = None) -> np.ndarray:
     """:func:`class_pixel_frequency` over a dataset built from ``dataset_cfg``.
@@ -78,12 +79,15 @@ def dataset_class_frequency(dataset_cfg: Union[dict, ConfigDict], num_classes: i
     The dataset's pipeline is replaced by mmseg's ``LoadAnnotations`` (label maps only,
     with the dataset's ``reduce_zero_label`` / ``label_map`` applied), so the counts are
     those of the stored annotations, before any augmentation. Wrappers
-    (``ConcatDataset``, ``RepeatDataset``) are followed. ``max_images`` counts only the
-    first images (evenly spaced) for a quick estimate.
+    (``ConcatDataset``, ``RepeatDataset``) are followed. ``max_images`` counts only that
+    many images (evenly spaced) for a quick estimate. ``num_classes`` defaults to the
+    number of classes in the dataset's metainfo.
     """
     from mmseg.registry import DATASETS
     import mmseg.datasets  # noqa: F401  (registers the transforms and datasets)
     dataset = DATASETS.build(_with_pipeline(dataset_cfg, [dict(type='LoadAnnotations')]))
+    if num_classes is None:
+        num_classes = len(dataset.metainfo['classes'])
     n = len(dataset)
     indices: Sequence[int] = range(n)
     if max_images is not None and 0 < max_images < n:
@@ -119,17 +123,38 @@ class PerClassIoUMetric(IoUMetric):
         return metrics
 
 
+def _load_checkpoint(checkpoint: str) -> dict:
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    return ckpt if isinstance(ckpt, dict) else {}
+
+
 def model_cfg_from_checkpoint(checkpoint: str) -> Optional[ConfigDict]:
     """The ``model`` config stored by mmengine's Runner in a checkpoint's
     ``meta['cfg']``, or None when the checkpoint has none (or it cannot be parsed)."""
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
-    text = ckpt.get('meta', {}).get('cfg') if isinstance(ckpt, dict) else None
+    text = _load_checkpoint(checkpoint).get('meta', {}).get('cfg')
     if not text:
         return None
     try:
         return Config.fromstring(text, '.py').model
     except Exception:  # pragma: no cover - exotic configs that do not round-trip
         return None
+
+
+def check_head_matches_checkpoint(model_cfg: Union[dict, ConfigDict],
+                                  checkpoint: str) -> None:
+    """Raise if a DropClass head would be loaded from a plain checkpoint or the other
+    way round (mmengine loads non-strictly: the drop branch would stay random)."""
+    state = _load_checkpoint(checkpoint)
+    state = state.get('state_dict', state)
+    has_drop = any('suppress_conv' in k for k in state)
+    head = model_cfg.get('decode_head', {})
+    wants_drop = 'DropClass' in str(head.get('type', '')) if isinstance(head, dict) \
+        else False
+    if has_drop != wants_drop:
+        raise ValueError(
+            f'{checkpoint} {"has" if has_drop else "has no"} DropClass weights but the '
+            f'model to evaluate it with uses {head.get("type")!r}; pass the config it '
+            'was trained with (--baseline-config / --dropclass-config)')
 
 
 def evaluate_per_class_iou(cfg: Config, checkpoint: str, work_dir: str,
@@ -297,7 +322,7 @@ def per_class_report(cfg: Config, baseline_checkpoint: str, dropclass_checkpoint
                      baseline_model: Optional[Union[dict, ConfigDict]] = None,
                      dropclass_model: Optional[Union[dict, ConfigDict]] = None,
                      max_freq_images: Optional[int] = None) -> Dict[str, object]:
-    """Frequencies, both models' per-class IoU, the table (printed and saved) and the PNG.
+    """Frequencies, both models' per-class IoU, the table and the PNG.
 
     Each checkpoint is evaluated with the model given here, else the model stored in
     the checkpoint (mmengine saves the training config), else ``cfg.model``. Writes
@@ -309,15 +334,16 @@ def per_class_report(cfg: Config, baseline_checkpoint: str, dropclass_checkpoint
     models = {}
     for tag, ckpt, given in (('baseline', baseline_checkpoint, baseline_model),
                              ('dropclass', dropclass_checkpoint, dropclass_model)):
-        models[tag] = given if given is not None else model_cfg_from_checkpoint(ckpt)
+        model = given if given is not None else model_cfg_from_checkpoint(ckpt)
+        models[tag] = model
+        check_head_matches_checkpoint(model if model is not None else cfg.model, ckpt)
     evaluator = cfg.get('test_evaluator')
     ignore_index = evaluator.get('ignore_index', 255) if isinstance(evaluator, dict) \
         else 255
     # Frequencies first: it is the quick part and fails early on a missing train set.
-    num_classes = len(cfg.model.decode_head.get('num_classes', 0) and [0] *
-                      cfg.model.decode_head.num_classes)
-    freq = dataset_class_frequency(cfg.train_dataloader.dataset, num_classes,
-                                   ignore_index, max_freq_images)
+    freq = dataset_class_frequency(cfg.train_dataloader.dataset, None, ignore_index,
+                                   max_freq_images)
+    num_classes = len(freq)
     iou_base = evaluate_per_class_iou(cfg, baseline_checkpoint, osp.join(out_dir, 'work'),
                                       models['baseline'], 'baseline')
     iou_drop = evaluate_per_class_iou(cfg, dropclass_checkpoint,
@@ -325,8 +351,8 @@ def per_class_report(cfg: Config, baseline_checkpoint: str, dropclass_checkpoint
                                       'dropclass')
     class_names = list(iou_base)
     if len(class_names) != num_classes:
-        raise ValueError(f'the test set has {len(class_names)} classes, the model '
-                         f'{num_classes}')
+        raise ValueError(f'the test set has {len(class_names)} classes, the training '
+                         f'set {num_classes}')
     rows = build_rows(class_names, freq, iou_base, iou_drop)
     table = format_table(rows)
     summary = summarize_gains(rows)
@@ -341,7 +367,8 @@ def per_class_report(cfg: Config, baseline_checkpoint: str, dropclass_checkpoint
     return {'rows': rows, 'summary': summary, 'table': table, 'png': png}
 
 
-__all__ = ['ClassRow', 'PerClassIoUMetric', 'build_rows', 'class_pixel_frequency',
+__all__ = ['ClassRow', 'PerClassIoUMetric', 'build_rows', 'check_head_matches_checkpoint',
+           'class_pixel_frequency',
            'dataset_class_frequency', 'evaluate_per_class_iou', 'format_table',
            'model_cfg_from_checkpoint', 'per_class_report', 'plot_gain_vs_frequency',
            'summarize_gains']

@@ -163,6 +163,10 @@ class DynOPoolHRNet(HRNet):
         for pool in frozen:
             pool.alpha.requires_grad = False
 
+    def train(self, mode: bool = True) -> 'DynOPoolHRNet':
+        super().train(mode)
+        return self  # mmseg's HRNet.train returns None; nn.Module's contract is self
+
     def feature_sizes(self) -> Dict[str, Optional[Tuple[int, int]]]:
         """Output size of each level's DynOPool at the last forward."""
         return {level: pool.last_size for level, pool in self.pools.items()}

@@ -1,0 +1,89 @@
+"""VGG with every max-pooling replaced by DynOPool (thesis Eq. 5.1, Table 5.1)."""
+from typing import List, Optional, Sequence, Union
+
+from mmpretrain.models.backbones import VGG
+from mmpretrain.registry import MODELS
+from torch import nn
+
+from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_stem, make_pool,
+                         resolve_init_ratios)
+
+
+@MODELS.register_module()
+class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
+    """VGG whose pooling layers are DynOPool layers (thesis sections 4.4 and 5.2.1).
+
+    Every ``MaxPool2d(2, 2)`` of mmpretrain's :class:`~mmpretrain.models.VGG` becomes a
+    DynOPool (``Pooling_s -> DynOPool_s``, Eq. 5.1); VGG has no strided convolution. As
+    in the thesis (and Shape Adaptor, whose models it uses) the classifier is a global
+    average pooling and a single fully-connected layer, so the fifth pooling layer is
+    dropped by default (``with_last_pool=False``): VGG-16 has four DynOPool layers and,
+    with the initial ratios 0.5, the feature maps of Table 5.1's human model -
+    ``[112,112] [56,56] [28,28] [14,14]`` at 224x224 and ``[16,16] [8,8] [4,4] [2,2]``
+    at 32x32. With ratio 0.5 on even inputs DynOPool equals ``MaxPool2d(2, 2)``, so at
+    initialisation the network computes exactly mmpretrain's VGG (same output for the
+    same weights) and costs the same GMACs (15.37 at 224 and 0.314 at 32 for VGG-16-BN
+    with a 1000-way FC, mmengine's FlopAnalyzer; Table 5.1: 15.39 and 0.31).
+
+    State-dict keys are mmpretrain VGG's (``features.<i>.conv/bn``) plus
+    ``features.<i>.alpha`` for the pools, so mmpretrain VGG checkpoints load (the
+    ``alpha`` keys are reported missing and keep their initial values).
+
+    Args:
+        depth (int): 11, 13, 16 or 19.
+        stem (str): ``'imagenet'`` or ``'cifar'``. VGG's layout is the same for both
+            (the CIFAR variant of Shape Adaptor is the same conv stack on 32x32 inputs);
+            accepted for a uniform interface. Default: ``'imagenet'``.
+        init_ratios (float | tuple | list, optional): initial ratio of each DynOPool in
+            forward order; a float or ``(r_h, r_w)`` for all pools. Default: None
+            (0.5 everywhere, the human-designed VGG).
+        dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
+            ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
+        with_last_pool (bool): keep the fifth pooling (as a DynOPool). Default: False.
+        num_classes, num_stages, dilations, out_indices, frozen_stages, conv_cfg,
+        norm_cfg, act_cfg, norm_eval, ceil_mode, init_cfg: as for mmpretrain's ``VGG``.
+            ``ceil_mode`` only affects the max-pooling that DynOPool replaces and must
+            stay False. Pools of frozen stages are frozen with them.
+    """
+
+    def __init__(self,
+                 depth: int = 16,
+                 stem: str = 'imagenet',
+                 init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
+                 dynopool_cfg: Optional[dict] = None,
+                 with_last_pool: bool = False,
+                 num_classes: int = -1,
+                 num_stages: int = 5,
+                 dilations: Sequence[int] = (1, 1, 1, 1, 1),
+                 out_indices: Optional[Sequence[int]] = None,
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: dict = dict(type='ReLU'),
+                 norm_eval: bool = False,
+                 ceil_mode: bool = False,
+                 init_cfg: Optional[Union[dict, List[dict]]] = [
+                     dict(type='Kaiming', layer=['Conv2d']),
+                     dict(type='Constant', val=1., layer=['_BatchNorm']),
+                     dict(type='Normal', std=0.01, layer=['Linear'])
+                 ]) -> None:
+        self.stem_type = check_stem(stem)
+        if ceil_mode:
+            raise ValueError('ceil_mode applies to max-pooling, which DynOPool replaces')
+        if num_classes > 0:
+            raise ValueError('DynOPoolVGG has no built-in classifier (the thesis uses a '
+                             'single FC layer): use num_classes=-1 with a '
+                             'GlobalAveragePooling neck and a LinearClsHead')
+        super().__init__(
+            depth=depth, num_classes=num_classes, num_stages=num_stages,
+            dilations=dilations, out_indices=out_indices, frozen_stages=frozen_stages,
+            conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, norm_eval=norm_eval,
+            ceil_mode=ceil_mode, with_last_pool=with_last_pool, init_cfg=init_cfg)
+        features = getattr(self, self.module_name)
+        indices = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+        self._dynopool_paths = [f'{self.module_name}.{i}' for i in indices]
+        ratios = resolve_init_ratios(init_ratios, [0.5] * len(indices),
+                                     self._dynopool_paths)
+        for i, ratio in zip(indices, ratios):
+            features[i] = make_pool(ratio, dynopool_cfg)
+        # Pools of frozen stages are frozen with them by VGG._freeze_stages (train()).
