@@ -13,6 +13,7 @@ count the ``'avg'`` one's ``F.interpolate``; so whatever it attributes to DynOPo
 is removed from its total and every DynOPool *call* is added analytically instead, counted
 the way mmengine counts a bilinear resize (:func:`dynopool_call_gmacs`).
 """
+import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -162,7 +163,8 @@ def build_model_from_config(config: Union[str, Any], checkpoint: Optional[str] =
     from mmengine.registry import DefaultScope, init_default_scope
     from mmengine.runner import load_checkpoint
 
-    cfg = Config.fromfile(config) if isinstance(config, str) else config.copy()
+    # A deep copy: building pops keys from the model dict.
+    cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope', 'mmseg')

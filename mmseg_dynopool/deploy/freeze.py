@@ -65,6 +65,18 @@ class FrozenDynOPool(nn.Module):
         # read.
         self.last_size: Optional[Size] = None
         self.last_input_size: Optional[Size] = None
+        # The effective 1/ratio (input/output size, of the first table entry) as a
+        # constant, non-persistent buffer - not a parameter, never learned. It exists
+        # because code written for DynOPool touches ``pool.alpha`` (DynOPoolHRNet's
+        # _freeze_stages sets its requires_grad on every train()/eval()).
+        (h_in, w_in), (h, w) = next(iter(self.sizes.items()))
+        self.register_buffer('alpha', torch.tensor([h_in / h, w_in / w]),
+                             persistent=False)
+
+    @property
+    def ratio(self) -> Tensor:
+        """Effective ``(r_h, r_w)`` = output / input size (first table entry)."""
+        return 1.0 / self.alpha
 
     def extra_repr(self) -> str:
         pairs = ', '.join(f'{i[0]}x{i[1]}->{o[0]}x{o[1]}' for i, o in self.sizes.items())

@@ -1,0 +1,12 @@
+# Human-designed MobileNetV2 on FGVC-Aircraft (Table 5.1: 0.33 GMACs), the
+# baseline of the DynOPool configs next to it.
+_base_ = [
+    'mmpretrain::_base_/models/mobilenet_v2_1x.py',
+    './_base_/datasets/fgvc_aircraft_bs16.py',
+    './_base_/schedules/aircraft_bs128_200e.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+
+custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
+
+model = dict(head=dict(num_classes=100, topk=(1, )))

@@ -1,0 +1,5 @@
+# Human-designed MobileNetV2 on ImageNet (Table 5.1: 0.31 GMACs), the
+# baseline of the DynOPool configs next to it.
+_base_ = 'mmpretrain::mobilenet_v2/mobilenet-v2_8xb32_in1k.py'
+
+custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)

@@ -1,0 +1,334 @@
+"""The analysis and deployment tools: dynopool_report, plot_dynopool, freeze_dynopool.
+
+The tools run in-process through their ``main(argv)`` (importing mmseg once per test
+session instead of once per call); the plot tool additionally runs as a subprocess the
+way ``tools/run_main_job.py`` calls it. Expected values are recomputed here from the
+model itself (forward hooks, mmengine's FlopAnalyzer), not taken from the library code
+under test.
+"""
+import importlib.util
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.config import Config
+
+import mmseg_dynopool  # noqa: F401  (registers the modules)
+from mmseg_dynopool import DynOPool, dynopool_layers
+from mmseg_dynopool.analysis.plots import (find_scalar_log, load_scalar_log,
+                                           plot_feature_maps)
+from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolError,
+                                            build_model_from_config, dynopool_report)
+from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
+                                   load_frozen, run_onnx)
+
+from .conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
+
+SHAPE = (64, 80)  # non-square, so a swapped h/w shows
+# Moved away from 0.5 (human-equivalent), incl. an upsampling-ish stem and a non-square
+# pool, so every size differs from the initial state.
+RATIOS = [(0.6, 0.45), (0.55, 0.4), (0.45, 0.6), (0.5, 0.35), (0.7, 0.6)]
+
+
+def _tool(rel_path: str):
+    """Import a script under tools/ as a module (for its ``main(argv)``)."""
+    path = osp.join(REPO, rel_path)
+    name = 'tool_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _set_ratios(model, ratios=RATIOS):
+    with torch.no_grad():
+        for (_, pool), (r_h, r_w) in zip(dynopool_layers(model), ratios):
+            pool.alpha.copy_(torch.tensor([1.0 / r_h, 1.0 / r_w]))
+    return model
+
+
+def _save_ckpt(model, path):
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return str(path)
+
+
+def _measure(model, shape, flops=True):
+    """Independent measurement: pool sizes, per-call DynOPool MACs, mmengine's count."""
+    calls = []
+    handles = [p.register_forward_hook(
+        lambda m, a, o: calls.append((a[0].shape[1], o.shape[-2], o.shape[-1])))
+        for _, p in dynopool_layers(model)]
+    x = torch.zeros(1, 3, *shape)
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    pool_macs = sum(4 * c * (2 * h) * (2 * w) for c, h, w in calls) / 1e9
+    sizes = {n: tuple(p.last_size) for n, p in dynopool_layers(model)}
+    if not flops:
+        return sizes, pool_macs, None, len(calls)
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (x, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        counted = analyzer.total() / 1e9
+    return sizes, pool_macs, counted, len(calls)
+
+
+def _check_schema(report):
+    assert isinstance(report['gmacs'], float) and report['gmacs'] > 0
+    assert isinstance(report['dynopool_share'], float)
+    assert 0 < report['dynopool_share'] < 0.1
+    assert isinstance(report['layers'], list) and report['layers']
+    for layer in report['layers']:
+        assert isinstance(layer['name'], str)
+        assert len(layer['size']) == 2 and all(isinstance(v, int) for v in layer['size'])
+        assert len(layer['ratio']) == 2 and all(isinstance(v, float)
+                                                for v in layer['ratio'])
+
+
+@pytest.fixture(scope='module')
+def report_tool():
+    return _tool('tools/analysis/dynopool_report.py')
+
+
+def test_report_initial_state(tmp_path, report_tool, capsys):
+    out = tmp_path / 'report.json'
+    rc = report_tool.main([SYNTH_DP_CFG, '--shape', *map(str, SHAPE), '--json', str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert 'backbone.dynopool_stem' in printed and 'GMACs' in printed
+    report = json.loads(out.read_text())
+    _check_schema(report)
+
+    model = build_model_from_config(SYNTH_DP_CFG)
+    sizes, pool_macs, counted, n_calls = _measure(model, SHAPE)
+    assert [layer['name'] for layer in report['layers']] == list(sizes)
+    for layer in report['layers']:
+        assert tuple(layer['size']) == sizes[layer['name']]
+        assert layer['ratio'] == [0.5, 0.5]
+    # Initial state = the human HRNet's sizes: halving at every level.
+    assert [tuple(layer['size']) for layer in report['layers']] == [
+        (32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]
+    assert report['levels'] == [[32, 40], [16, 20], [8, 10], [4, 5], [2, 3]]
+    # GMACs = mmengine's count (which does not see the 'max' DynOPool) + every
+    # DynOPool call at 4 MACs per bilinear sample, 4 samples per output cell.
+    assert sum(layer['calls'] for layer in report['layers']) == n_calls
+    assert report['gmacs'] == pytest.approx(counted + pool_macs, rel=1e-9)
+    assert report['dynopool_share'] == pytest.approx(
+        pool_macs / (counted + pool_macs), rel=1e-9)
+    assert report['params'] == sum(p.numel() for p in model.parameters())
+
+
+def test_report_checkpoint_changes_sizes(tmp_path, report_tool):
+    model = _set_ratios(build_model_from_config(SYNTH_DP_CFG))
+    ckpt = _save_ckpt(model, tmp_path / 'moved.pth')
+    out = tmp_path / 'report.json'
+    rc = report_tool.main([SYNTH_DP_CFG, '--checkpoint', ckpt, '--shape',
+                           *map(str, SHAPE), '--json', str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    _check_schema(report)
+    sizes, pool_macs, counted, _ = _measure(model, SHAPE)
+    got = {layer['name']: tuple(layer['size']) for layer in report['layers']}
+    assert got == sizes
+    # round(64 * 0.6) x round(80 * 0.45), then each level from the previous one.
+    assert got['backbone.dynopool_stem'] == (38, 36)
+    assert got['backbone.dynopool_stream1'] == (21, 14)
+    initial = [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]
+    assert sum(s != i for s, i in zip(got.values(), initial)) >= 4
+    for layer, (r_h, r_w) in zip(report['layers'], RATIOS):
+        assert layer['ratio'] == pytest.approx([r_h, r_w], abs=1e-5)
+    assert report['gmacs'] == pytest.approx(counted + pool_macs, rel=1e-9)
+    assert report['state'] == 'checkpoint'
+
+
+def test_report_counts_avg_dynopool_once():
+    """mmengine sees the 'avg' DynOPool's interpolate; it must not be counted twice."""
+    opts = {'model.backbone.dynopool_cfg.aggregation': 'avg'}
+    avg = dynopool_report(SYNTH_DP_CFG, SHAPE, cfg_options=opts)
+    model = build_model_from_config(SYNTH_DP_CFG, cfg_options=opts)
+    _, pool_macs, counted_all, _ = _measure(model, SHAPE)
+    assert counted_all > avg['counted_gmacs']  # mmengine did count the pools
+    assert avg['dynopool_gmacs'] == pytest.approx(pool_macs, rel=1e-9)
+    assert avg['gmacs'] == pytest.approx(counted_all, rel=1e-9)
+
+
+def test_report_errors(tmp_path, report_tool, capsys):
+    assert report_tool.main([SYNTH_HUMAN_CFG, '--shape', '64', '64']) == 1
+    assert 'no DynOPool layer' in capsys.readouterr().err
+    with pytest.raises(NoDynOPoolError):
+        dynopool_report(SYNTH_HUMAN_CFG, (64, 64))
+    human = build_model_from_config(SYNTH_HUMAN_CFG)
+    ckpt = _save_ckpt(human, tmp_path / 'human.pth')
+    assert report_tool.main([SYNTH_DP_CFG, '--checkpoint', ckpt, '--shape', '64',
+                             '64']) == 1
+    err = capsys.readouterr().err
+    assert 'does not match' in err and 'alpha' in err
+    with pytest.raises(CheckpointMismatchError):
+        dynopool_report(SYNTH_DP_CFG, (64, 64), checkpoint=ckpt)
+
+
+def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
+    model = _set_ratios(build_model_from_config(SYNTH_DP_CFG))
+    with torch.no_grad():  # non-trivial BN statistics, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    ckpt = _save_ckpt(model, tmp_path / 'trained.pth')
+    out_dir = tmp_path / 'frozen'
+    tool = _tool('tools/deployment/freeze_dynopool.py')
+    rc = tool.main([SYNTH_DP_CFG, ckpt, '--shape', *map(str, SHAPE), '--out',
+                    str(out_dir)])
+    assert rc == 0
+    for name in ('config.py', 'frozen_model.pth', 'frozen_sizes.json', 'model.onnx',
+                 'freeze_report.json'):
+        assert (out_dir / name).is_file(), name
+    tool_report = json.loads((out_dir / 'freeze_report.json').read_text())
+    assert tool_report['passed']
+
+    sizes, *_ = _measure(model, SHAPE, flops=False)
+    frozen = load_frozen(str(out_dir))
+    assert not dynopool_layers(frozen)
+    assert not [n for n, _ in frozen.named_parameters() if 'alpha' in n]
+    pools = {n: m for n, m in frozen.named_modules() if isinstance(m, FrozenDynOPool)}
+    assert {n: list(m.sizes.values()) for n, m in pools.items()} == {
+        n: [s] for n, s in sizes.items()}
+    # The HRNet's conv pre-hooks now call the frozen pools.
+    hook_pools = [h.pool for m in frozen.modules()
+                  for h in m._forward_pre_hooks.values() if hasattr(h, 'pool')]
+    assert hook_pools and all(isinstance(p, FrozenDynOPool) for p in hook_pools)
+    assert not any(isinstance(p, DynOPool) for p in hook_pools)
+
+    x = torch.randn(2, 3, *SHAPE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x, mode='tensor')
+        got = frozen(x, mode='tensor')
+    assert ref.abs().max() > 1e-2  # a meaningful comparison
+    diff = (ref - got).abs().max().item()
+    assert diff <= 1e-5
+    graph = onnx.load(str(out_dir / 'model.onnx'))
+    onnx.checker.check_model(graph)
+    ops = {node.op_type for node in graph.graph.node}
+    assert {'Resize', 'MaxPool', 'Conv'} <= ops
+    assert all(node.domain in ('', 'ai.onnx') for node in graph.graph.node)
+    onnx_out = run_onnx(str(out_dir / 'model.onnx'), x)[0]
+    onnx_diff = float(np.abs(onnx_out - ref.numpy()).max())
+    assert onnx_diff <= 1e-4
+    print(f'max abs diff frozen vs trained {diff:.3g}, ONNX vs trained {onnx_diff:.3g}')
+    with pytest.raises(RuntimeError, match='frozen for input size'):
+        frozen(torch.zeros(1, 3, 64, 64), mode='tensor')
+
+
+def test_freeze_avg_pools_in_memory(tmp_path):
+    # frozen_stages: DynOPoolHRNet.train()/eval() then touch every frozen pool's alpha.
+    opts = {'model.backbone.dynopool_cfg.aggregation': 'avg',
+            'model.backbone.frozen_stages': 1}
+    model = _set_ratios(build_model_from_config(SYNTH_DP_CFG, cfg_options=opts),
+                        RATIOS[::-1])
+    frozen = freeze_dynopool(model, SHAPE)
+    frozen.train()
+    frozen.eval()
+    assert dynopool_layers(model)  # the original is untouched
+    x = torch.randn(1, 3, *SHAPE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref, got = model(x, mode='tensor'), frozen(x, mode='tensor')
+    assert (ref - got).abs().max().item() <= 1e-5
+    path = export_onnx(frozen, SHAPE, str(tmp_path / 'avg.onnx'), dynamic_batch=False)
+    assert np.abs(run_onnx(path, x)[0] - ref.numpy()).max() <= 1e-4
+    with pytest.raises(ValueError, match='freeze it'):
+        export_onnx(model, SHAPE, str(tmp_path / 'live.onnx'))
+
+
+def _png_ok(path):
+    """A valid PNG with real content (not blank, several colours)."""
+    import matplotlib.image as mpimg
+    with open(path, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+    rgb = img[..., :3].reshape(-1, 3)
+    non_white = (rgb < 0.95).any(axis=1).mean()
+    colours = len(np.unique((rgb * 255).astype(np.uint8), axis=0))
+    assert non_white > 0.01 and colours > 20, (path, non_white, colours)
+
+
+def test_plot_helpers_on_fabricated_logs(tmp_path):
+    old = tmp_path / '20260101_000000' / 'vis_data'
+    new = tmp_path / '20260102_000000' / 'vis_data'
+    old.mkdir(parents=True)
+    new.mkdir(parents=True)
+    rows = [dict(iter=i, gmacs=0.1 - 0.01 * i, **{'backbone.p/r_h': 0.5 + 0.01 * i,
+                                                  'backbone.p/r_w': 0.5 - 0.01 * i})
+            for i in range(1, 6)]
+    (old / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in rows)
+                                      + '\n{"mIoU": 3.0, "step": 5}\n')
+    # The newer run (e.g. a test-only run) has no DynOPool scalars: skipped.
+    (new / 'scalars.json').write_text('{"mIoU": 4.0, "step": 5}\n')
+    path = find_scalar_log(str(tmp_path))
+    assert path == str(old / 'scalars.json')
+    scalars = load_scalar_log(path)
+    assert scalars['backbone.p/r_h'][0] == [1, 2, 3, 4, 5]
+    assert scalars['gmacs'][1][-1] == pytest.approx(0.05)
+    png = plot_feature_maps(
+        [dict(name='Human', sizes=[[240, 240], [120, 120], [60, 60], [30, 30], [15, 15]]),
+         dict(name='DynOPool', sizes=[[367, 349], [134, 130], [52, 50], [22, 21], [10, 9]],
+              gmacs=69.39, miou=76.4)],
+        str(tmp_path / 'fig.png'), input_shape=(480, 480))
+    _png_ok(png)
+
+
+@pytest.mark.slow
+def test_plot_tool_on_trained_run(tmp_path, voc_root):
+    from mmengine.runner import Runner
+    work_dir = tmp_path / 'dynopool'
+    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(work_dir), iters=2)
+    # No validation (saves time); plots need the scalars and the last checkpoint only.
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.experiment_name = f'test-tools-{uuid.uuid4().hex}'
+    cfg.visualizer.name = cfg.experiment_name
+    Runner.from_cfg(cfg).train()
+
+    # A baseline work dir as mmengine leaves it: dumped config, checkpoint, pointer.
+    base_dir = tmp_path / 'human'
+    base_dir.mkdir()
+    base_cfg = tiny_cfg(SYNTH_HUMAN_CFG, voc_root, str(base_dir))
+    base_cfg.dump(str(base_dir / 'fcn_hr18tiny.py'))
+    ckpt = _save_ckpt(build_model_from_config(base_cfg), base_dir / 'iter_2.pth')
+    (base_dir / 'last_checkpoint').write_text(ckpt)
+
+    out_dir = tmp_path / 'plots'
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'analysis', 'plot_dynopool.py'),
+         str(work_dir), '--baseline', str(base_dir), '--out', str(out_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _png_ok(out_dir / 'dynopool_training.png')
+    _png_ok(out_dir / 'feature_maps.png')
+
+    fig = json.loads((out_dir / 'feature_maps.json').read_text())
+    assert fig['input_shape'] == [64, 64]
+    human, learned = fig['rows']
+    assert human['name'] == 'Human'
+    assert human['sizes'] == [[32, 32], [16, 16], [8, 8], [4, 4], [2, 2]]
+    # The learned row is the last checkpoint's model at the training crop size.
+    model = build_model_from_config(cfg, str(work_dir / 'iter_2.pth'))
+    sizes, *_ = _measure(model, (64, 64), flops=False)
+    assert learned['sizes'] == [list(s) for s in sizes.values()]
+    assert fig['checkpoint'].endswith('iter_2.pth')
+
+    scalars = load_scalar_log(find_scalar_log(str(work_dir)))
+    for name in sizes:
+        assert scalars[f'{name}/r_h'][0] == [1, 2]
+        assert scalars[f'{name}/r_w'][0] == [1, 2]
+    assert len(scalars['gmacs'][1]) == 2
