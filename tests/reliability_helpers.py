@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability tests (tests/test_reliability.py, tests/dist_worker.py).
+"""Shared pieces of the reliability tests (test_reliability.py, dist_worker.py).
 
 * :func:`tiny_config` - the synthetic DynOPool HRNet config shrunk to a few iterations of
   batch 2 at 64x64 crops, single-process data loading, no validation, plain BN.
@@ -46,7 +46,7 @@ def tiny_config(data_root: str,
         batch_size: images per iteration (per process).
         checkpoint_interval: save every this many iterations; default ``max_iters``.
         seed: ``randomness.seed``.
-        loss_weight: lambda of the GMACs hook; default the config's (0.5).
+        loss_weight: lambda of the GMACs hook. Default: 0.5.
         dynopool_cfg: replaces the backbone's ``dynopool_cfg``.
     """
     cfg = Config.fromfile(TINY_BASE)
@@ -93,8 +93,12 @@ def tiny_config(data_root: str,
     cfg.env_cfg = dict(cudnn_benchmark=False,
                        mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                        dist_cfg=dict(backend='gloo'))
-    if loss_weight is not None:
-        cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=loss_weight)]
+    # Pinned here (not inherited) so the tests do not depend on the synthetic config's
+    # tuning: alpha at the full learning rate moves the sizes within a few iterations.
+    cfg.optim_wrapper.paramwise_cfg = dict(
+        custom_keys={'.alpha': dict(lr_mult=1.0, decay_mult=0.0)})
+    cfg.custom_hooks = [dict(type='DynOPoolGMACsHook',
+                             loss_weight=0.5 if loss_weight is None else loss_weight)]
     return cfg
 
 
@@ -135,7 +139,7 @@ class RecorderHook(Hook):
 
 
 def model_state(model: nn.Module) -> Dict[str, object]:
-    """Alphas, last feature-map sizes, parameters and buffers of ``model`` (CPU copies)."""
+    """Alphas, last feature-map sizes, parameters and buffers of ``model`` (copies)."""
     model = unwrap(model)
     return dict(
         alpha={n: m.alpha.detach().clone().double() for n, m in pool_items(model)},

@@ -19,7 +19,7 @@ def _positions(h_in, w_in, ratio, dtype=torch.float64):
 
 
 @pytest.mark.parametrize('shape', [(2, 3, 8, 8), (1, 5, 12, 6), (3, 2, 4, 6)])
-def test_half_ratio_equals_maxpool_and_avgpool(shape):
+def test_half_ratio_equals_maxpool_and_avgpool(shape, kernel):
     x = torch.randn(*shape)
     assert torch.allclose(DynOPool(0.5)(x), nn.MaxPool2d(2, 2)(x), atol=1e-6)
     assert torch.allclose(DynOPool(0.5, aggregation='avg')(x), nn.AvgPool2d(2, 2)(x),
@@ -81,7 +81,7 @@ def test_upsampling_ratio_two_matches_bilinear_then_max():
 
 
 @pytest.mark.parametrize('aggregation', ['max', 'avg'])
-def test_gradcheck_input(aggregation):
+def test_gradcheck_input(aggregation, kernel):
     x = torch.randn(1, 2, 7, 9, dtype=torch.float64, requires_grad=True)
     layer = DynOPool((0.6, 0.45), aggregation=aggregation).double()
     assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-5)
@@ -98,8 +98,20 @@ def test_gradcheck_query_positions_reference(aggregation):
     assert torch.autograd.gradcheck(fn, (ph, pw), eps=1e-6, atol=1e-5)
 
 
+@pytest.fixture(params=['fused', 'native'])
+def kernel(request, monkeypatch):
+    """Run a test with the compiled CPU kernel and with the native-op fallback."""
+    from mmseg_dynopool.ops import functional
+    if request.param == 'fused':
+        if not functional.fused_kernel_available():
+            pytest.fail('the compiled kernel mmseg_dynopool._C is not built')
+    else:
+        monkeypatch.setattr(functional, '_ext', None)
+    return request.param
+
+
 @pytest.mark.parametrize('ratio', [(0.45, 0.6), (0.5, 0.5), (1.7, 0.3), (0.9, 1.2)])
-def test_fast_path_matches_reference_values_and_gradients(ratio):
+def test_fast_path_matches_reference_values_and_gradients(ratio, kernel):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 13, 17, dtype=torch.float64, requires_grad=True)
     results = []
@@ -113,7 +125,7 @@ def test_fast_path_matches_reference_values_and_gradients(ratio):
         assert torch.allclose(fast, ref, atol=1e-10)
 
 
-def test_alpha_receives_finite_nonzero_gradient():
+def test_alpha_receives_finite_nonzero_gradient(kernel):
     layer = DynOPool((0.45, 0.55))
     x = torch.randn(2, 4, 16, 16)
     (layer(x) * torch.randn(2, 4, 7, 9)).sum().backward()

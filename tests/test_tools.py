@@ -332,3 +332,31 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root):
         assert scalars[f'{name}/r_h'][0] == [1, 2]
         assert scalars[f'{name}/r_w'][0] == [1, 2]
     assert len(scalars['gmacs'][1]) == 2
+
+
+CLS_CFG = osp.join(REPO, 'configs', 'dynopool_cls',
+                   'dynopool-s_resnet50_1xb128-250e_cifar100.py')
+
+
+@pytest.mark.skipif(not osp.isfile(CLS_CFG), reason='no DynOPool classifier config')
+def test_classifier_report_and_freeze(tmp_path):
+    """mmpretrain ImageClassifier whose pools hang in forward hooks (PoolOutput)."""
+    opts = {'model.backbone.depth': 18, 'model.head.in_channels': 512}  # small & quick
+    shape = (32, 24)
+    model = build_model_from_config(CLS_CFG, cfg_options=opts)
+    _set_ratios(model, [(0.45, 0.6), (0.55, 0.5), (0.6, 0.4)])
+    ckpt = _save_ckpt(model, tmp_path / 'cls.pth')
+    report = dynopool_report(CLS_CFG, shape, checkpoint=ckpt, cfg_options=opts)
+    _check_schema(report)
+    sizes, pool_macs, counted, _ = _measure(model, shape)
+    assert {layer['name']: tuple(layer['size']) for layer in report['layers']} == sizes
+    assert report['gmacs'] == pytest.approx(counted + pool_macs, rel=1e-9)
+
+    frozen = freeze_dynopool(model, shape)
+    assert not dynopool_layers(frozen)
+    x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref, got = model(x, mode='tensor'), frozen(x, mode='tensor')
+    assert (ref - got).abs().max().item() <= 1e-5
+    path = export_onnx(frozen, shape, str(tmp_path / 'cls.onnx'))
+    assert np.abs(run_onnx(path, x)[0] - ref.numpy()).max() <= 1e-4

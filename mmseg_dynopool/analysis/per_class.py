@@ -83,21 +83,23 @@ def dataset_class_frequency(dataset_cfg: Union[dict, ConfigDict],
     many images (evenly spaced) for a quick estimate. ``num_classes`` defaults to the
     number of classes in the dataset's metainfo.
     """
-    from mmseg.registry import DATASETS
+    from mmengine.registry import DefaultScope
+
     import mmseg.datasets  # noqa: F401  (registers the transforms and datasets)
-    dataset = DATASETS.build(_with_pipeline(dataset_cfg, [dict(type='LoadAnnotations')]))
-    if num_classes is None:
-        num_classes = len(dataset.metainfo['classes'])
-    n = len(dataset)
-    indices: Sequence[int] = range(n)
-    if max_images is not None and 0 < max_images < n:
-        indices = np.linspace(0, n - 1, max_images).round().astype(int).tolist()
+    from mmseg.registry import DATASETS
 
-    def labels():
-        for i in indices:
-            yield dataset[i]['gt_seg_map']
-
-    return class_pixel_frequency(labels(), num_classes, ignore_index)
+    # mmseg scope: unscoped names (LoadAnnotations!) would resolve to mmcv's otherwise.
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        dataset = DATASETS.build(
+            _with_pipeline(dataset_cfg, [dict(type='mmseg.LoadAnnotations')]))
+        if num_classes is None:
+            num_classes = len(dataset.metainfo['classes'])
+        n = len(dataset)
+        indices: Sequence[int] = range(n)
+        if max_images is not None and 0 < max_images < n:
+            indices = np.linspace(0, n - 1, max_images).round().astype(int).tolist()
+        return class_pixel_frequency((dataset[i]['gt_seg_map'] for i in indices),
+                                     num_classes, ignore_index)
 
 
 # ---------------------------------------------------------------------------- IoU
@@ -229,6 +231,16 @@ def build_rows(class_names: Sequence[str], frequency: Sequence[float],
             for c, f, b, d in zip(class_names, freq, base, drop)]
 
 
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, ties sharing their mean rank."""
+    ranks = np.empty(len(values), dtype=float)
+    ranks[np.argsort(values, kind='mergesort')] = np.arange(len(values), dtype=float)
+    for v in np.unique(values):
+        tie = values == v
+        ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
 def summarize_gains(rows: Sequence[ClassRow]) -> Dict[str, float]:
     """mIoU of both models, mean gain, and mean gain of the rarer / more frequent half
     of the classes (split at the median frequency; NaN IoUs are left out)."""
@@ -253,8 +265,7 @@ def summarize_gains(rows: Sequence[ClassRow]) -> Dict[str, float]:
         gains = np.array([r.gain for r in valid])
         # Spearman correlation (rank of frequency vs. rank of gain): < 0 means the
         # gains concentrate on rare classes.
-        rf = np.argsort(np.argsort(freqs)).astype(float)
-        rg = np.argsort(np.argsort(gains)).astype(float)
+        rf, rg = _average_ranks(freqs), _average_ranks(gains)
         out['spearman_freq_gain'] = (float(np.corrcoef(rf, rg)[0, 1])
                                      if rf.std() > 0 and rg.std() > 0 else float('nan'))
     else:

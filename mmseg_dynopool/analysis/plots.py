@@ -132,7 +132,7 @@ def plot_training_curves(scalars: Dict[str, Series], path: str,
     fig.suptitle(title or 'DynOPool ratios and GMACs during training')
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
     plt.close(fig)
     return path
 
@@ -203,7 +203,7 @@ def plot_feature_maps(rows: Sequence[Dict], path: str,
     ax.set_title(title or 'Feature-map sizes (to scale)')
     fig.tight_layout()
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
     plt.close(fig)
     return path
 

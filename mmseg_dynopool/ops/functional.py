@@ -29,6 +29,16 @@ from torch import Tensor
 
 AGGREGATIONS = ('max', 'avg')
 
+try:  # the fused CPU kernel (mmseg_dynopool/csrc), built by `pip install -e .`
+    from .. import _C as _ext
+except ImportError:  # pragma: no cover - not built: native-op fallback below
+    _ext = None
+
+
+def fused_kernel_available() -> bool:
+    """Whether the compiled CPU kernel for ``'max'`` aggregation is importable."""
+    return _ext is not None
+
 
 def ste_round(value: Tensor) -> Tensor:
     """Round half up in the forward pass, identity gradient in the backward (Eq. 4.3)."""
@@ -74,14 +84,26 @@ def _axis_table(pos: Tensor, length: int) -> Tuple[Tensor, Tensor, Tensor, Tenso
 class _BilinearMaxQuery(torch.autograd.Function):
     """Bilinear samples at the query grid followed by a 2x2 max (aggregation ``'max'``).
 
-    Forward: native ``interpolate`` + ``max_pool2d``. Backward: native kernels for the
-    input gradient; the position gradient is evaluated at the arg-max query point of each
-    output cell only (the others receive no gradient through the max).
+    On CPU (float32/float64) with the compiled kernel: one fused sweep forward and one
+    backward. Otherwise: native ``interpolate`` + ``max_pool2d`` forward, native kernels
+    for the input gradient, and the position gradient evaluated at the arg-max query
+    point of each output cell only (the others receive no gradient through the max).
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, pos_h: Tensor, pos_w: Tensor) -> Tensor:
         h2, w2 = pos_h.numel(), pos_w.numel()
+        ctx.fused = (_ext is not None and x.device.type == 'cpu'
+                     and x.dtype in (torch.float32, torch.float64))
+        if ctx.fused:
+            x = x.contiguous()
+            th = _axis_table(pos_h, x.shape[2])
+            tw = _axis_table(pos_w, x.shape[3])
+            out, arg = _ext.max_query_forward(x, th[0], th[1], th[2].to(x.dtype), tw[0],
+                                              tw[1], tw[2].to(x.dtype))
+            ctx.save_for_backward(x, arg, *th, *tw)
+            ctx.pos_dtypes = (pos_h.dtype, pos_w.dtype)
+            return out
         z = F.interpolate(x, size=(h2, w2), mode='bilinear', align_corners=False)
         out, idx = F.max_pool2d(z, 2, return_indices=True)
         ctx.save_for_backward(x, pos_h, pos_w, idx)
@@ -89,6 +111,17 @@ class _BilinearMaxQuery(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
+        if ctx.fused:
+            x, arg, i0h, i1h, fh, in_h, i0w, i1w, fw, in_w = ctx.saved_tensors
+            need_pos = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+            gx, gh, gw = _ext.max_query_backward(
+                grad_out.contiguous(), x, arg, i0h, i1h, fh.to(x.dtype), i0w, i1w,
+                fw.to(x.dtype), ctx.needs_input_grad[0], need_pos)
+            grad_x = gx if ctx.needs_input_grad[0] else None
+            grad_h = (gh * in_h).to(ctx.pos_dtypes[0]) if need_pos else None
+            grad_w = (gw * in_w).to(ctx.pos_dtypes[1]) if need_pos else None
+            return grad_x, grad_h, grad_w
+
         x, pos_h, pos_w, idx = ctx.saved_tensors
         n, c, h_in, w_in = x.shape
         h2, w2 = pos_h.numel(), pos_w.numel()

@@ -41,8 +41,9 @@ class DropClassMixin:
     ``conv_seg``).
 
     Put it first in the bases (``class X(DropClassMixin, SomeHead)``) and call
-    :meth:`_init_dropclass` at the end of ``__init__``. It replaces ``forward`` (inference:
-    the drop branch with nothing dropped) and ``loss`` (the three DropClass terms).
+    :meth:`_init_dropclass` at the end of ``__init__``. It replaces ``forward``
+    (inference: the drop branch with nothing dropped) and ``loss`` (the three DropClass
+    terms).
     """
 
     # Set by the concrete head (BaseDecodeHead attributes).
