@@ -19,7 +19,6 @@ import onnx
 import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
-from mmengine.config import Config
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
 from mmseg_dynopool import DynOPool, dynopool_layers
@@ -281,8 +280,8 @@ def test_plot_helpers_on_fabricated_logs(tmp_path):
     assert scalars['gmacs'][1][-1] == pytest.approx(0.05)
     png = plot_feature_maps(
         [dict(name='Human', sizes=[[240, 240], [120, 120], [60, 60], [30, 30], [15, 15]]),
-         dict(name='DynOPool', sizes=[[367, 349], [134, 130], [52, 50], [22, 21], [10, 9]],
-              gmacs=69.39, miou=76.4)],
+         dict(name='DynOPool', gmacs=69.39, miou=76.4,
+              sizes=[[367, 349], [134, 130], [52, 50], [22, 21], [10, 9]])],
         str(tmp_path / 'fig.png'), input_shape=(480, 480))
     _png_ok(png)
 

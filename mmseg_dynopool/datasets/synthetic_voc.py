@@ -120,8 +120,13 @@ def _erode(mask: np.ndarray) -> np.ndarray:
 
 def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
                         size_range: Tuple[int, int] = (72, 112), seed: int = 0,
-                        overwrite: bool = False) -> Dict[str, List[str]]:
+                        overwrite: bool = False, with_aug: bool = False
+                        ) -> Dict[str, List[str]]:
     """Write the dataset under ``root`` and return ``{'train': ids, 'val': ids}``.
+
+    ``with_aug`` also writes the SBD-augmentation layout mmseg's ``voc12aug`` configs
+    read (``SegmentationClassAug/`` grey-level PNGs and ``ImageSets/Segmentation/aug.txt``
+    listing the training ids), so the paper configs run on this data unchanged.
 
     Refuses to write into a directory that already holds VOC data unless ``overwrite``
     (a real dataset must never be clobbered by accident).
@@ -136,7 +141,10 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
             osp.join(root, 'JPEGImages')) and not overwrite:
         raise FileExistsError(f'{root} already holds JPEGImages/; refusing to overwrite '
                               '(pass overwrite=True / --overwrite to replace it)')
-    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+    subs = ['JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation']
+    if with_aug:
+        subs.append('SegmentationClassAug')
+    for sub in subs:
         os.makedirs(osp.join(root, sub), exist_ok=True)
     rng = np.random.RandomState(seed)
     palette = voc_palette()
@@ -151,9 +159,15 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
             png = Image.fromarray(label, mode='P')
             png.putpalette(palette)
             png.save(osp.join(root, 'SegmentationClass', sample_id + '.png'))
+            if with_aug and split == 'train':
+                Image.fromarray(label, mode='L').save(
+                    osp.join(root, 'SegmentationClassAug', sample_id + '.png'))
             splits[split].append(sample_id)
         with open(osp.join(root, 'ImageSets', 'Segmentation', f'{split}.txt'), 'w') as f:
             f.write('\n'.join(splits[split]) + '\n')
+    if with_aug:
+        with open(osp.join(root, 'ImageSets', 'Segmentation', 'aug.txt'), 'w') as f:
+            f.write('\n'.join(splits['train']) + '\n')
     return splits
 
 

@@ -90,9 +90,9 @@ class FrozenDynOPool(nn.Module):
             known = ', '.join(f'{h}x{w}' for h, w in self.sizes)
             raise RuntimeError(
                 f'FrozenDynOPool {self.name or ""} was frozen for input size(s) {known}, '
-                f'got {in_size[0]}x{in_size[1]}: the frozen model only runs at the network '
-                'input size it was frozen at; freeze the trained model again for this '
-                'size.')
+                f'got {in_size[0]}x{in_size[1]}: the frozen model only runs at the '
+                'network input size it was frozen at; freeze the trained model again '
+                'for this size.')
         z = F.interpolate(x, size=(2 * out[0], 2 * out[1]), mode='bilinear',
                           align_corners=False)
         self.last_input_size, self.last_size = in_size, out
@@ -251,7 +251,8 @@ def frozen_sizes(model: nn.Module) -> Dict[str, Dict[str, Any]]:
 
 def apply_frozen_sizes(model: nn.Module, sizes: Dict[str, Dict[str, Any]]) -> nn.Module:
     """Replace the DynOPools of a freshly built ``model`` by frozen ones, in place, from
-    the table of :func:`frozen_sizes` (how :func:`load_frozen` rebuilds a frozen model)."""
+    the table of :func:`frozen_sizes` (how :func:`load_frozen` rebuilds a frozen
+    model)."""
     pools = dict(named_pools(model))
     missing = sorted(set(pools) - set(sizes))
     extra = sorted(set(sizes) - set(pools))

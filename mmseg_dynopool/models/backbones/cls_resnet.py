@@ -161,7 +161,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             raise ValueError('a stride-2 block must have a downsampling shortcut')
         set_stride_one(block.downsample[0])
         # shortcut: conv_1 -> norm -> [DynOPool], the same instance.
-        block.downsample.register_forward_pre_hook(PoolInput(pool))
+        block.downsample.register_forward_hook(PoolOutput(pool))
 
     def _freeze_stages(self) -> None:
         super()._freeze_stages()
