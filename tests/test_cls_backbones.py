@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from torch import nn
 
 import mmseg_dynopool  # noqa: F401  (registers the backbones)
@@ -21,9 +20,6 @@ from mmseg_dynopool.analysis import count_gmacs
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CFG_DIR = osp.join(REPO, 'configs', 'dynopool_cls')
-
-init_default_scope('mmpretrain')
-
 
 @pytest.fixture(autouse=True, scope='module')
 def one_thread():
@@ -246,7 +242,8 @@ def test_mmpretrain_checkpoint_loads(case, tmp_path):
     assert set(theirs) <= set(mine)
     for key, value in theirs.items():
         assert torch.equal(mine[key], value), key
-    assert all(torch.equal(p.alpha, 1 / torch.tensor(p.init_ratio)) for p in ours.dynopools)
+    for pool in ours.dynopools:  # alpha keeps its initial value
+        assert torch.equal(pool.alpha, 1 / torch.tensor(pool.init_ratio))
 
 
 # ----------------------------------------------------------------------------- GMACs
@@ -284,7 +281,8 @@ def stride_one_excess(res: dict) -> float:
     excess = 0
     for name, m in res['ours']['model'].named_modules():
         if isinstance(m, nn.Conv2d) and tuple(human_convs[name].stride) == (2, 2):
-            per_px = m.out_channels * m.in_channels // m.groups * int(np.prod(m.kernel_size))
+            kernel = int(np.prod(m.kernel_size))
+            per_px = m.out_channels * m.in_channels // m.groups * kernel
             extra_px = res['ours']['conv_px'][name] - res['human']['conv_px'][name]
             excess += (per_px + 2 * m.out_channels) * extra_px
     return excess / 1e9
@@ -336,7 +334,8 @@ def _ratios_for(sizes, size):
      [(71, 71), (27, 26), (12, 11), (4, 2)], 6.20),
     (dict(type='DynOPoolResNet'), 2048, 100, 224,
      [(58, 63), (18, 17), (9, 4), (4, 2)], 3.57),
-])
+], ids=['vgg-cifar-dps', 'vgg-cifar-dpb', 'vgg-in1k-dps', 'resnet-cifar-dps',
+        'resnet-cifar-dpb', 'resnet-in1k-dps', 'resnet-aircraft-dps'])
 def test_thesis_dynopool_rows_follow_from_their_sizes(cfg, channels, classes, size,
                                                       sizes, table):
     # With the learned feature-map sizes of Table 5.1's DynOPool models our networks
@@ -347,6 +346,28 @@ def test_thesis_dynopool_rows_follow_from_their_sizes(cfg, channels, classes, si
     measured = gmacs(model, channels, classes, size)
     assert model.feature_sizes() == sizes
     assert abs(measured / table - 1) < 0.03, (measured, table)
+
+
+@pytest.mark.parametrize('cfg,channels,size,sizes', [
+    (dict(type='DynOPoolResNet', stem='cifar'), 2048, 32, [(10, 9), (5, 4), (2, 2)]),
+    (dict(type='DynOPoolMobileNetV2', stem='cifar'), 1280, 32, [(13, 13), (6, 6), (4, 4)]),
+], ids=['resnet-cifar', 'mbv2-cifar'])
+def test_gmacs_loss_estimate_tracks_the_real_cost(cfg, channels, size, sizes):
+    # The GMACs hook profiles the model once at its initial ratios and then estimates
+    # the cost from the pools' sizes (Eq. 4.7); with the shared shortcut pool and the
+    # stride-1 convs that estimate must still be the true cost at other ratios.
+    from mmseg_dynopool.analysis import profile_gmacs
+    model = Classifier(build(cfg), channels, 100)
+    profile = profile_gmacs(model, (size, size))
+    assert abs(profile.total_gmacs - count_gmacs(model, (size, size))) < 1e-6
+    with torch.no_grad():
+        for pool, ratio in zip(model.backbone.dynopools, _ratios_for(sizes, size)):
+            pool.alpha.copy_(1 / torch.tensor(ratio))
+    pools = [m for _, m in dynopool_layers(model)]
+    estimate = float(profile.estimate(pools))
+    assert abs(estimate - count_gmacs(model, (size, size))) < 1e-6
+    assert model.backbone.feature_sizes() == sizes
+    assert estimate < 0.8 * profile.total_gmacs
 
 
 # --------------------------------------------------------------------------- configs

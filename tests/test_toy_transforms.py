@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
 
 import mmseg_dynopool  # noqa: F401  (registers the transforms)
 from mmpretrain.registry import TRANSFORMS
@@ -136,11 +135,11 @@ def test_arguments_are_validated():
 
 @pytest.mark.parametrize('toy,size', [('stretchv', 32), ('tile', 64), ('large', 64)])
 def test_toy_configs_build_their_pipelines(toy, size):
-    init_default_scope('mmpretrain')
     for prefix in ('vgg16bn-1fc_1xb128_', 'dynopool-s_vgg16bn-1fc_1xb128-250e_'):
         cfg = Config.fromfile(osp.join(CFG_DIR, f'{prefix}cifar100-{toy}.py'))
         for pipeline in (cfg.train_dataloader.dataset.pipeline,
                          cfg.test_dataloader.dataset.pipeline):
             # mmpretrain's CIFAR100 dataset hands uint8 HxWx3 arrays to the pipeline.
-            packed = Compose(pipeline)(dict(img=coded_image(), gt_label=3))
+            transforms = Compose([TRANSFORMS.build(t) for t in pipeline])
+            packed = transforms(dict(img=coded_image(), gt_label=3))
             assert tuple(packed['inputs'].shape) == (3, size, size)

@@ -43,11 +43,11 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
     the thesis has no CIFAR EfficientNet), three DynOPool layers, ``[16,16] [8,8] [4,4]``
     at 32x32.
 
-    GMACs at initialisation (FlopAnalyzer, single 1000-way FC): 0.457 for B0 at 224x224
-    against 0.42 in Table 5.3 (+9%, NOT within 3%). mmengine's FlopAnalyzer counts the
+    GMACs at initialisation (mmengine's FlopAnalyzer, single 1000-way FC): 0.460 for B0
+    at 224x224 against 0.42 in Table 5.3 (+9.5%, NOT within 3%). FlopAnalyzer counts the
     human EfficientNet-B0 at 0.402 (it skips Swish and the SE gating products, hence
-    below the 0.42 that mmpretrain and the thesis report); the remaining +0.055 are
-    Eq. 5.2's stride-1 stem and depthwise convs at the input resolution.
+    below the 0.42 that mmpretrain and the thesis report); the remaining +0.058 are Eq.
+    5.2's stride-1 stem and depthwise convs (with their BN) at the input resolution.
 
     State-dict keys are mmpretrain EfficientNet's plus ``dynopool_stem.alpha`` and
     ``layers.<i>.0.dynopool.alpha``; mmpretrain EfficientNet checkpoints load unchanged.
