@@ -194,6 +194,8 @@ def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
         assert (out_dir / name).is_file(), name
     tool_report = json.loads((out_dir / 'freeze_report.json').read_text())
     assert tool_report['passed']
+    assert tool_report['max_abs_diff']['frozen_vs_trained'] <= 1e-5
+    assert tool_report['max_abs_diff']['onnx_vs_trained'] <= 1e-4
 
     sizes, *_ = _measure(model, SHAPE, flops=False)
     frozen = load_frozen(str(out_dir))

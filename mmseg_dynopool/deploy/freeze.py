@@ -390,10 +390,12 @@ def max_abs_diff(a, b) -> float:
 def compare_outputs(reference: nn.Module, frozen: nn.Module, x: Tensor,
                     onnx_path: Optional[str] = None) -> Dict[str, float]:
     """Max abs differences on ``x``: frozen vs reference (``frozen_vs_trained``) and,
-    given ``onnx_path``, onnxruntime vs the frozen and the reference model."""
+    given ``onnx_path``, onnxruntime vs the frozen and the reference model; plus
+    ``max_abs_trained_output`` for scale."""
     ref = TensorForward(reference).eval()(x)
     out = TensorForward(frozen).eval()(x)
-    result = dict(frozen_vs_trained=max_abs_diff(out, ref))
+    scale = max(float(t.abs().max()) for t in (ref if isinstance(ref, tuple) else [ref]))
+    result = dict(max_abs_trained_output=scale, frozen_vs_trained=max_abs_diff(out, ref))
     if onnx_path is not None:
         ort_out = run_onnx(onnx_path, x)
         result['onnx_vs_frozen'] = max_abs_diff(ort_out, out)

@@ -36,6 +36,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX export')
     parser.add_argument('--in-channels', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0, help='seed of the check input')
+    parser.add_argument('--frozen-tol', type=float, default=FROZEN_TOL,
+                        help='max abs diff allowed, frozen vs trained (default 1e-5)')
+    parser.add_argument('--onnx-tol', type=float, default=ONNX_TOL,
+                        help='max abs diff allowed, ONNX vs trained (default 1e-4)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of CONFIG (key=value)')
     return parser.parse_args(argv)
@@ -73,10 +77,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     x = torch.randn(1, args.in_channels, *args.shape,
                     generator=torch.Generator().manual_seed(args.seed))
     diffs = compare_outputs(model, frozen, x, onnx_path)
-    ok = diffs['frozen_vs_trained'] <= FROZEN_TOL and (
-        onnx_path is None or diffs['onnx_vs_trained'] <= ONNX_TOL)
+    ok = diffs['frozen_vs_trained'] <= args.frozen_tol and (
+        onnx_path is None or diffs['onnx_vs_trained'] <= args.onnx_tol)
     report = dict(input_shape=list(args.shape), pools=frozen_sizes(frozen),
-                  max_abs_diff=diffs, tolerances=dict(frozen=FROZEN_TOL, onnx=ONNX_TOL),
+                  max_abs_diff=diffs,
+                  tolerances=dict(frozen=args.frozen_tol, onnx=args.onnx_tol),
                   passed=ok, files=paths)
     with open(osp.join(args.out, 'freeze_report.json'), 'w') as f:
         json.dump(report, f, indent=2)
@@ -85,12 +90,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                           f"{s['output'][0]}x{s['output'][1]}" for s in entry['sizes'])
         print(f'{name}: {sizes} ({entry["aggregation"]})')
     for key, value in diffs.items():
-        print(f'max abs diff {key}: {value:.3g}')
+        print(f'{key}: {value:.3g}')
     for key, path in paths.items():
         print(f'{key}: {path}')
     if not ok:
         print('error: the frozen/exported model does not reproduce the trained one '
-              f'(tolerance {FROZEN_TOL} frozen, {ONNX_TOL} ONNX)', file=sys.stderr)
+              f'(tolerance {args.frozen_tol} frozen, {args.onnx_tol} ONNX)',
+              file=sys.stderr)
         return 1
     return 0
 

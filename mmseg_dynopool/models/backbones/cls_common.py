@@ -83,7 +83,8 @@ def resolve_init_ratios(init_ratios: Optional[Union[RatioLike, Sequence[RatioLik
     Args:
         init_ratios: ``None`` for ``defaults`` (the human-designed model), one ratio
             (a float or ``(r_h, r_w)``) for every pool, or a sequence with one ratio per
-            pool in forward order.
+            pool in forward order. With exactly two pools a pair of numbers is read as
+            one ratio per pool, not as ``(r_h, r_w)``.
         defaults: the human-designed ratio of each pool.
         names: the pool names, for error messages.
 
