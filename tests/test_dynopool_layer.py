@@ -15,7 +15,8 @@ def _positions(h_in, w_in, ratio, dtype=torch.float64):
     alpha = torch.tensor([1 / ratio[0], 1 / ratio[1]], dtype=dtype, requires_grad=True)
     r = 1 / alpha
     h, w = output_size(h_in, r[0]), output_size(w_in, r[1])
-    return alpha, query_positions(h_in, h, int(h)), query_positions(w_in, w, int(w))
+    return (alpha, query_positions(h_in, h, int(h), dtype),
+            query_positions(w_in, w, int(w), dtype))
 
 
 @pytest.mark.parametrize('shape', [(2, 3, 8, 8), (1, 5, 12, 6), (3, 2, 4, 6)])
@@ -70,7 +71,18 @@ def test_query_points_are_quarter_cell_offsets():
     centres = -1 + (2 * torch.arange(n_out) + 1) / n_out
     delta = 0.25 * 2 / n_out
     expected = torch.stack((centres - delta, centres + delta), dim=1).reshape(-1)
-    assert torch.allclose(norm, expected.float(), atol=1e-6)
+    assert torch.allclose(norm, expected.to(norm.dtype), atol=1e-6)
+
+
+@pytest.mark.parametrize('ratio', [0.45, 0.37, 0.61, 1.3])
+def test_samples_exactly_where_interpolate_does(ratio, kernel):
+    # Same sample points as F.interpolate (what a frozen / ONNX model uses), also on
+    # large maps where float32 rounding of the positions matters.
+    x = torch.randn(1, 2, 333, 480)
+    y = DynOPool(ratio)(x)
+    z = F.interpolate(x, size=(2 * y.shape[2], 2 * y.shape[3]), mode='bilinear',
+                      align_corners=False)
+    assert (y - F.max_pool2d(z, 2)).abs().max() < 2e-6
 
 
 def test_upsampling_ratio_two_matches_bilinear_then_max():

@@ -259,13 +259,13 @@ def test_paper_configs_fix_the_seed_for_exact_resume():
 
 def test_bf16_autocast_sizes_and_positions_are_float32(monkeypatch):
     """Under CPU bf16 autocast with bf16 features (as after an autocast conv), the size
-    and the query positions are computed in float32 with autocast off."""
+    and the query positions are computed in float32 (or wider) with autocast off."""
     seen = []
     original = dynopool_module.query_positions
 
-    def spy(in_size, out_size, n_out):
-        pos = original(in_size, out_size, n_out)
-        seen.append((out_size.dtype, pos.dtype, torch.is_autocast_enabled('cpu')))
+    def spy(*args, **kwargs):
+        pos = original(*args, **kwargs)
+        seen.append((args[1].dtype, pos.dtype, torch.is_autocast_enabled('cpu')))
         return pos
 
     monkeypatch.setattr(dynopool_module, 'query_positions', spy)
@@ -276,7 +276,9 @@ def test_bf16_autocast_sizes_and_positions_are_float32(monkeypatch):
         y = layer(x)
     # 1000 / 3 = 333.3 in float32; bf16 arithmetic would give 1000 * 0.334 = 334.
     assert tuple(y.shape[2:]) == (333, 7)
-    assert seen == [(torch.float32, torch.float32, False)] * 2
+    full = (torch.float32, torch.float64)  # float64 positions are fine too
+    assert len(seen) == 2 and all(
+        size in full and pos in full and not autocast for size, pos, autocast in seen)
     # The samples sit at the float32 positions (bf16 positions near 1000 are 4 px apart).
     ratio = 1.0 / layer.alpha.detach()
     h, w = output_size(1000, ratio[0]), output_size(14, ratio[1])
@@ -562,23 +564,61 @@ def _check_layer(h_in: int, w_in: int, r_h: float, r_w: float, aggregation: str,
     (y * upstream).sum().backward()
     (y_ref * upstream).sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(layer.alpha.grad).all()
-    if aggregation == 'max' and _has_max_tie(x.detach(), query_positions(h_in, sh, h_out),
-                                             query_positions(w_in, sw, w_out)):
+    pos_h, pos_w = query_positions(h_in, sh, h_out), query_positions(w_in, sw, w_out)
+    if aggregation == 'max' and _has_max_tie(x.detach(), pos_h, pos_w):
         # Two query points of a cell sample the same value (e.g. a point clamped to the
         # border next to one exactly on it): every choice is a valid subgradient, and
         # the native fallback may pick another one than the reference because
         # F.interpolate computes the source index with its own float rounding.
         return
     assert torch.allclose(x.grad, x_ref.grad, atol=1e-4)
+    if bool((pos_h == 0).any() or (pos_w == 0).any()):
+        # A query point exactly on the first pixel: the fast paths use the one-sided
+        # slope there, the reference gets 0 from torch.clamp's backward. Pinned by
+        # test_fast_path_matches_reference_at_pixel_aligned_positions.
+        return
     assert torch.allclose(layer.alpha.grad, alpha.grad, rtol=1e-3, atol=1e-3)
 
 
-def _has_max_tie(x: torch.Tensor, pos_h: torch.Tensor, pos_w: torch.Tensor) -> bool:
-    """Whether some 2x2 cell's two largest bilinear samples are (nearly) equal, with the
-    samples computed in float64 at the exact query positions."""
+@pytest.mark.parametrize('fused', [True, False], ids=['kernel', 'fallback'])
+def test_fast_path_matches_reference_at_pixel_aligned_positions(fused, monkeypatch):
+    """Ratio 0.5 on an even input (every DynOPool HRNet at initialisation on even
+    crops) puts the first query point exactly on pixel 0. The fast paths give it the
+    slope towards pixel 1 (``inside = pos >= 0``); the reference clamps the position
+    with ``torch.clamp``, whose backward is 0 at the bound, so alpha's gradient differs
+    (55.5 vs 49.2 here). FAILS until the reference follows the fast path's convention
+    (docs/reliability.md, section 5)."""
+    if not fused:
+        monkeypatch.setattr(functional, '_ext', None)
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16, 16, dtype=torch.float64)
+    upstream = torch.randn(2, 8, 8, 8, dtype=torch.float64)
+    grads = []
+    for sample in (functional.dynopool_sample, dynopool_sample_reference):
+        alpha = torch.tensor([2.0, 2.0], dtype=torch.float64, requires_grad=True)
+        ratio = 1.0 / alpha
+        h, w = output_size(16, ratio[0]), output_size(16, ratio[1])
+        pos_h, pos_w = query_positions(16, h, int(h)), query_positions(16, w, int(w))
+        assert float(pos_h[0]) == 0.0
+        (sample(x, pos_h, pos_w, 'max') * upstream).sum().backward()
+        grads.append(alpha.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-6), grads
 
-    def lerp(t: torch.Tensor, pos: torch.Tensor, dim: int) -> torch.Tensor:
-        p = pos.detach().double().clamp(0, t.shape[dim] - 1)
+
+def _has_max_tie(x: torch.Tensor, pos_h: torch.Tensor, pos_w: torch.Tensor) -> bool:
+    """Whether some 2x2 cell's maximum is shared by query points whose gradients differ.
+
+    Samples are computed in float64 at the exact query positions. Tied points are
+    harmless when they sit at the same clamped position and, per axis, are the same
+    query row/column or both have no positional gradient (outside the input, or on its
+    last row/column where the bilinear slope is zero).
+    """
+
+    def axis(pos: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        raw = pos.detach().double()
+        return raw.clamp(0, length - 1), (raw >= 0) & (raw < length - 1)
+
+    def lerp(t: torch.Tensor, p: torch.Tensor, dim: int) -> torch.Tensor:
         i0 = p.floor().long()
         i1 = (i0 + 1).clamp(max=t.shape[dim] - 1)
         shape = [1] * t.dim()
@@ -586,11 +626,23 @@ def _has_max_tie(x: torch.Tensor, pos_h: torch.Tensor, pos_w: torch.Tensor) -> b
         lo, hi = t.index_select(dim, i0), t.index_select(dim, i1)
         return lo + (hi - lo) * (p - i0).view(shape)
 
-    z = lerp(lerp(x.double(), pos_h, 2), pos_w, 3)
+    (ph, act_h), (pw, act_w) = axis(pos_h, x.shape[2]), axis(pos_w, x.shape[3])
+    z = lerp(lerp(x.double(), ph, 2), pw, 3)
     n, c, h2, w2 = z.shape
     cells = z.view(n, c, h2 // 2, 2, w2 // 2, 2).permute(0, 1, 2, 4, 3, 5)
-    top2 = cells.reshape(n, c, h2 // 2, w2 // 2, 4).topk(2, dim=-1).values
-    return bool(((top2[..., 0] - top2[..., 1]).abs() < 1e-6).any())
+    cells = cells.reshape(n, c, h2 // 2, w2 // 2, 4)  # candidate q = 2 * row + col
+    best = cells.argmax(dim=-1)
+    rows = 2 * torch.arange(h2 // 2).view(-1, 1)
+    cols = 2 * torch.arange(w2 // 2).view(1, -1)
+    kh_best, kw_best = rows + best // 2, cols + best % 2
+    near = cells >= cells.amax(dim=-1, keepdim=True) - 1e-6
+    for q in range(4):
+        kh, kw = rows + q // 2, cols + q % 2
+        same_h = (ph[kh] == ph[kh_best]) & ((kh == kh_best) | ~(act_h[kh] | act_h[kh_best]))
+        same_w = (pw[kw] == pw[kw_best]) & ((kw == kw_best) | ~(act_w[kw] | act_w[kw_best]))
+        if (near[..., q] & ~(same_h & same_w)).any():
+            return True
+    return False
 
 
 # ------------------------------------------------------------------ 6. clear errors

@@ -177,6 +177,7 @@ def test_report_errors(tmp_path, report_tool, capsys):
 
 
 def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
+    torch.manual_seed(0)
     model = _set_ratios(build_model_from_config(SYNTH_DP_CFG))
     with torch.no_grad():  # non-trivial BN statistics, as after training
         for m in model.modules():

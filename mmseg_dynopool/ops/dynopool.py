@@ -178,8 +178,8 @@ class DynOPool(nn.Module):
                     f'ratio is now {tuple(round(v, 4) for v in self.ratio.tolist())}, '
                     f'output {h_out}x{w_out} for input {h_in}x{w_in}. '
                     'Reported once per layer.', logger='current', level=30)
-            pos_h = query_positions(h_in, h, h_out)
-            pos_w = query_positions(w_in, w, w_out)
+            pos_h = query_positions(h_in, h, h_out, x.dtype)
+            pos_w = query_positions(w_in, w, w_out, x.dtype)
         self.last_input_size = (h_in, w_in)
         self.last_size = (h_out, w_out)
         return dynopool_sample(x, pos_h, pos_w, self.aggregation)

@@ -56,14 +56,25 @@ def output_size(in_size, ratio: Tensor, min_size: float = 1.5) -> Tensor:
     return ste_round(cont)
 
 
-def query_positions(in_size: int, out_size: Tensor, n_out: int) -> Tensor:
+def query_positions(in_size: int, out_size: Tensor, n_out: int,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
     """Pixel coordinates of the ``2 * n_out`` query points along one axis (Eq. 4.2).
 
     ``out_size`` is the straight-through size (forward value ``n_out``); the positions are
-    differentiable w.r.t. it, which is how the task loss reaches alpha.
+    differentiable w.r.t. it, which is how the task loss reaches alpha. The values are
+    rounded the way PyTorch's bilinear resize rounds them for inputs of ``dtype`` (a
+    float32 scale and one fused multiply-add for float32/16 maps, float64 throughout for
+    float64 maps), so DynOPool samples exactly the points ``F.interpolate`` does and a
+    frozen/exported model built from ``F.interpolate`` reproduces it. Returned as float64.
     """
-    k = torch.arange(2 * n_out, device=out_size.device, dtype=out_size.dtype)
-    return (k + 0.5) * (in_size / (2.0 * out_size)) - 0.5
+    k = torch.arange(2 * n_out, device=out_size.device, dtype=torch.float64)
+    if dtype == torch.float64:
+        value = (k + 0.5) * (float(in_size) / float(2 * n_out)) - 0.5
+    else:
+        scale = torch.tensor(float(in_size), dtype=torch.float32) / float(2 * n_out)
+        value = (float(scale) * (k + 0.5) - 0.5).float().double()
+    smooth = (k + 0.5) * (in_size / (2.0 * out_size.double())) - 0.5
+    return value + (smooth - smooth.detach())
 
 
 def _axis_table(pos: Tensor, length: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
