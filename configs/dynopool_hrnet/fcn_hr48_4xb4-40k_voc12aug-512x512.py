@@ -3,3 +3,5 @@
 # copy of hrnetv2_w48 to start from them (see README).
 _base_ = 'mmseg::hrnet/fcn_hr48_4xb4-40k_voc12aug-512x512.py'
 model = dict(pretrained=None)
+# A fixed seed makes --resume continue the same data order (bitwise-exact resume).
+randomness = dict(seed=0)

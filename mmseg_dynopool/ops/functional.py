@@ -210,7 +210,10 @@ def _selected_position_grads(x: Tensor, grad_out: Tensor, idx: Tensor, pos_h: Te
 def _lerp_axis(x: Tensor, pos: Tensor, dim: int) -> Tensor:
     """Linear interpolation of ``x`` along ``dim`` at ``pos`` (pixel coordinates)."""
     length = x.shape[dim]
-    p = pos.clamp(min=0.0, max=float(length - 1))
+    # Clamp outside the input only: a point exactly on the border keeps its slope (as in
+    # the fast paths), where torch.clamp's backward would give 0.
+    inside = (pos >= 0) & (pos <= length - 1)
+    p = torch.where(inside, pos, pos.detach().clamp(min=0.0, max=float(length - 1)))
     i0 = p.detach().floor().long()
     i1 = (i0 + 1).clamp(max=length - 1)
     shape = [1] * x.dim()

@@ -163,6 +163,24 @@ class DynOPoolHRNet(HRNet):
         for pool in frozen:
             pool.alpha.requires_grad = False
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs) -> None:
+        # mmengine's non-strict loading (tools/test.py, init_cfg) only logs shape
+        # mismatches and carries on with random weights; a checkpoint of another HRNet
+        # width would then give a silently wrong model. Refuse it up front. Missing keys
+        # (the alphas of a plain HRNet checkpoint) stay allowed.
+        mismatched = [(k, tuple(state_dict[prefix + k].shape), tuple(v.shape))
+                      for k, v in self.state_dict().items()
+                      if prefix + k in state_dict and state_dict[prefix + k].shape != v.shape]
+        if mismatched:
+            k, got, want = mismatched[0]
+            raise ValueError(
+                f'checkpoint does not fit this DynOPoolHRNet: {len(mismatched)} tensors '
+                f'have other shapes, e.g. {prefix}{k}: checkpoint {got} vs model {want}. '
+                'Is it a checkpoint of another architecture or width (e.g. W18 vs W48)?')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+
     def train(self, mode: bool = True) -> 'DynOPoolHRNet':
         super().train(mode)
         return self  # mmseg's HRNet.train returns None; nn.Module's contract is self
