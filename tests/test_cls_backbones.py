@@ -47,9 +47,21 @@ class Classifier(nn.Module):
         return self.fc(self.backbone(x)[-1].mean((2, 3)))
 
 
-def build(cfg: dict) -> nn.Module:
-    model = MODELS.build(cfg)
+def build(cfg) -> nn.Module:
+    """Build a backbone from a config dict (or a callable returning one), in eval mode."""
+    model = cfg() if callable(cfg) else MODELS.build(cfg)
     model.eval()
+    return model
+
+
+def cifar_efficientnet_b0() -> nn.Module:
+    """EfficientNet-B0 in the layout of ``DynOPoolEfficientNet(stem='cifar')``: stem conv
+    and first stride-2 block at stride 1 (the thesis has no CIFAR EfficientNet)."""
+    model = MODELS.build(dict(type='EfficientNet', arch='b0'))
+    strided = [m for m in model.modules()
+               if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2)]
+    for conv in strided[:2]:
+        conv.stride = (1, 1)
     return model
 
 
@@ -78,40 +90,41 @@ CASES = {
                    dict(type='CIFARMobileNetV2'), 1280, 32, CIFAR_3),
     'effnet-imagenet': (dict(type='DynOPoolEfficientNet', arch='b0'),
                         dict(type='EfficientNet', arch='b0'), 1280, 224, IN_5),
-    'effnet-cifar': (dict(type='DynOPoolEfficientNet', arch='b0', stem='cifar'), None,
-                     1280, 32, CIFAR_3),
+    'effnet-cifar': (dict(type='DynOPoolEfficientNet', arch='b0', stem='cifar'),
+                     cifar_efficientnet_b0, 1280, 32, CIFAR_3),
 }
 
 
 _MEASURED = {}
 
 
-def measure(case: str, classes: int) -> dict:
-    """Build a case's DynOPool backbone (at its initial ratios) and its human model and
-    count both with FlopAnalyzer (its trace runs the forward pass, so the pools' sizes
-    and every conv's output size are recorded on the way). Cached: 224x224 ResNet-50s
-    are not cheap on 2 cores."""
-    key = (case, classes)
-    if key in _MEASURED:
-        return _MEASURED[key]
-    cfg, human_cfg, channels, size, _ = CASES[case]
-    result = dict(size=size)
-    for tag, model_cfg in (('ours', cfg), ('human', human_cfg)):
-        if model_cfg is None:
-            continue
-        model = build(model_cfg)
-        conv_px, outs = {}, []
-        for name, m in model.named_modules():
-            if isinstance(m, nn.Conv2d):
-                m.register_forward_hook(lambda mod, a, o, name=name: conv_px.__setitem__(
-                    name, o.shape[2] * o.shape[3]))
-        model.register_forward_hook(lambda mod, a, o: outs.append(tuple(o[-1].shape)))
-        result[tag] = dict(model=model, gmacs=gmacs(model, channels, classes, size),
-                           conv_px=conv_px, out_shape=outs[-1])
-        if tag == 'ours':
-            result[tag]['sizes'] = model.feature_sizes()
-    _MEASURED[key] = result
+def _measure_model(model_cfg, channels: int, classes: int, size: int) -> dict:
+    """Build a backbone and count it with FlopAnalyzer (its trace runs the forward pass,
+    so the pools' sizes and every conv's output size are recorded on the way)."""
+    model = build(model_cfg)
+    conv_px, outs = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda mod, a, o, name=name: conv_px.__setitem__(
+                name, o.shape[2] * o.shape[3]))
+    model.register_forward_hook(lambda mod, a, o: outs.append(tuple(o[-1].shape)))
+    result = dict(model=model, gmacs=gmacs(model, channels, classes, size),
+                  conv_px=conv_px, out_shape=outs[-1])
+    if hasattr(model, 'feature_sizes'):
+        result['sizes'] = model.feature_sizes()
     return result
+
+
+def measure(case: str, classes: int, placement: str = 'after') -> dict:
+    """A case's DynOPool backbone (at its initial ratios, with ``placement``) and its
+    human model, counted. Cached: 224x224 ResNet-50s are not cheap on 2 cores."""
+    cfg, human_cfg, channels, size, _ = CASES[case]
+    for key, model_cfg in (((case, classes, placement), dict(cfg, placement=placement)),
+                           ((case, classes, 'human'), human_cfg)):
+        if key not in _MEASURED:
+            _MEASURED[key] = _measure_model(model_cfg, channels, classes, size)
+    return dict(size=size, ours=_MEASURED[(case, classes, placement)],
+                human=_MEASURED[(case, classes, 'human')])
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -128,8 +141,7 @@ def test_feature_sizes_at_init_are_the_human_models(case):
         if isinstance(m, nn.Conv2d):
             assert tuple(m.stride) == (1, 1), name
     assert res['ours']['out_shape'] == (1, channels, *expected[-1])
-    if human_cfg is not None:
-        assert res['human']['out_shape'] == res['ours']['out_shape']
+    assert res['human']['out_shape'] == res['ours']['out_shape']
 
 
 def test_vgg_at_init_computes_mmpretrain_vgg():
@@ -151,19 +163,30 @@ def _calls(pool: DynOPool) -> list:
 
 
 @pytest.mark.parametrize('stem,n_pools', [('imagenet', 4), ('cifar', 3)])
-def test_resnet_shares_one_pool_per_resolution_change(stem, n_pools):
-    model = build(dict(type='DynOPoolResNet', depth=50, stem=stem))
+@pytest.mark.parametrize('placement,depth,style,n_calls', [
+    ('after', 50, 'pytorch', 2), ('before', 50, 'pytorch', 2),
+    ('before', 50, 'caffe', 1), ('before', 18, 'pytorch', 1)],
+    ids=['after', 'before', 'before-caffe', 'before-basicblock'])
+def test_resnet_shares_one_pool_per_resolution_change(stem, n_pools, placement, depth,
+                                                       style, n_calls):
+    model = build(dict(type='DynOPoolResNet', depth=depth, style=style, stem=stem,
+                       placement=placement))
     pools = [m for _, m in dynopool_layers(model)]
     assert len(pools) == n_pools == len(model.dynopools)
     blocks = [getattr(model, f'layer{i}')[0] for i in (2, 3, 4)]
     assert [b.dynopool for b in blocks] == model.dynopools[-3:]
     calls = [_calls(b.dynopool) for b in blocks]
+    shortcut = [_calls(b.downsample[0]) for b in blocks]
     size = 64
     with torch.no_grad():
         model(torch.randn(1, 3, size, size))
-    # Residual path and shortcut go through the same instance, once each.
-    for c in calls:
-        assert len(c) == 2 and c[0] == c[1]
+    # Residual path and shortcut go through the same instance, once each ('before' with
+    # the strided conv first in the block - caffe, BasicBlock: once, on the block input)
+    # and the shortcut's stride-1 1x1 conv runs at the pooled size ('before') or at the
+    # block's input size ('after').
+    for c, sc, pool in zip(calls, shortcut, model.dynopools[-3:]):
+        assert len(c) == n_calls and len(set(c)) == 1
+        assert sc == [c[0] if placement == 'before' else pool.last_input_size]
     # One alpha sets both branches: a non-human ratio still adds up (else the
     # residual addition would fail) and gives the new size.
     with torch.no_grad():
@@ -179,7 +202,10 @@ def test_pools_follow_deepcopy():
     # The GMACs hook profiles a deep copy: the copy's hooks (ResNet: pre-hooks and
     # hooks; MobileNetV2: hooks) must drive the copy's pools.
     for cfg in (dict(type='DynOPoolResNet', depth=50, stem='cifar'),
-                dict(type='DynOPoolMobileNetV2', stem='cifar')):
+                dict(type='DynOPoolMobileNetV2', stem='cifar'),
+                dict(type='DynOPoolResNet', depth=50, stem='cifar', placement='before'),
+                dict(type='DynOPoolResNet', depth=18, stem='cifar', placement='before'),
+                dict(type='DynOPoolMobileNetV2', stem='cifar', placement='before')):
         model = build(cfg)
         twin = copy.deepcopy(model)
         with torch.no_grad():
@@ -202,6 +228,8 @@ def test_init_ratios_per_layer_and_validation():
         build(dict(type='DynOPoolMobileNetV2', init_ratios=[0.5, 0.5, 0.5]))
     with pytest.raises(ValueError, match='stem'):
         build(dict(type='DynOPoolVGG', stem='tiny'))
+    with pytest.raises(ValueError, match='placement'):
+        build(dict(type='DynOPoolResNet', placement='inside'))
     with pytest.raises(ValueError, match='init_ratio'):
         build(dict(type='DynOPoolVGG', dynopool_cfg=dict(init_ratio=0.3)))
 
@@ -310,6 +338,38 @@ def test_gmacs_at_init(case, classes, table):
         assert excess > 0 and measured > reference
 
 
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_placement_before_is_the_human_model_at_init(case):
+    # placement='before' (Conv_s -> Conv_1 . DynOPool_s, Eq. 5.3): at the initial ratios
+    # the human model's feature-map sizes and GMACs (within 3%), every conv at the human
+    # model's resolution. Exception: ResNet's ImageNet stem keeps one merged DynOPool
+    # (0.25), now in front of the 7x7 conv, which runs at 56x56 instead of 112x112.
+    cfg, _, channels, size, expected = CASES[case]
+    classes = 1000 if size == 224 else 100
+    res = measure(case, classes, 'before')
+    ours, human = res['ours'], res['human']
+    model = ours['model']
+    assert model.placement == 'before'
+    assert ours['sizes'] == expected and ours['out_shape'] == human['out_shape']
+    for name, m in model.named_modules():
+        assert not isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)), name
+        if isinstance(m, nn.Conv2d):
+            assert tuple(m.stride) == (1, 1), name
+    stem_conv = 'conv1' if case == 'resnet-imagenet' else None
+    assert set(ours['conv_px']) == set(human['conv_px'])
+    for name, px in ours['conv_px'].items():
+        assert px == human['conv_px'][name] // (4 if name == stem_conv else 1), name
+    assert abs(ours['gmacs'] / human['gmacs'] - 1) < (0.03 if stem_conv else 1e-6), (
+        ours['gmacs'], human['gmacs'])
+    if case in TABLE_HUMAN:
+        assert abs(ours['gmacs'] / TABLE_HUMAN[case][1] - 1) < 0.03
+    # Same pools and state-dict keys as the default placement (Eq. 5.2).
+    default = build(cfg)
+    assert default.placement == 'after'
+    assert default.dynopool_names == model.dynopool_names
+    assert set(default.state_dict()) == set(model.state_dict())
+
+
 def _ratios_for(sizes, size):
     """Initial ratios that make the pools produce ``sizes`` from a ``size`` input."""
     ratios, prev = [], (size, size)
@@ -348,16 +408,17 @@ def test_thesis_dynopool_rows_follow_from_their_sizes(cfg, channels, classes, si
     assert abs(measured / table - 1) < 0.03, (measured, table)
 
 
+@pytest.mark.parametrize('placement', ['after', 'before'])
 @pytest.mark.parametrize('cfg,channels,size,sizes', [
     (dict(type='DynOPoolResNet', stem='cifar'), 2048, 32, [(10, 9), (5, 4), (2, 2)]),
     (dict(type='DynOPoolMobileNetV2', stem='cifar'), 1280, 32, [(13, 13), (6, 6), (4, 4)]),
 ], ids=['resnet-cifar', 'mbv2-cifar'])
-def test_gmacs_loss_estimate_tracks_the_real_cost(cfg, channels, size, sizes):
+def test_gmacs_loss_estimate_tracks_the_real_cost(cfg, channels, size, sizes, placement):
     # The GMACs hook profiles the model once at its initial ratios and then estimates
     # the cost from the pools' sizes (Eq. 4.7); with the shared shortcut pool and the
     # stride-1 convs that estimate must still be the true cost at other ratios.
     from mmseg_dynopool.analysis import profile_gmacs
-    model = Classifier(build(cfg), channels, 100)
+    model = Classifier(build(dict(cfg, placement=placement)), channels, 100)
     profile = profile_gmacs(model, (size, size))
     assert abs(profile.total_gmacs - count_gmacs(model, (size, size))) < 1e-6
     with torch.no_grad():
@@ -401,6 +462,8 @@ def test_config_contents(path):
     dynopool = name.startswith('dynopool')
     assert backbone.startswith('DynOPool') == dynopool
     long_schedule = 'cifar100' in name or 'aircraft' in name
+    assert cfg.model.backbone.get('placement', 'after') == (
+        'before' if 'poolfirst' in name else 'after')
     if dynopool:
         hooks = [h for h in cfg.custom_hooks if h.type == 'DynOPoolGMACsHook']
         assert len(hooks) == 1

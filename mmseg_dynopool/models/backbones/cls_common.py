@@ -8,10 +8,17 @@ average pooling (section 4.4):
 
 i.e. a strided convolution keeps its weights, runs with stride 1 at the input
 resolution, goes through its normalisation and activation, and only then is resized by
-DynOPool. The pools are attached with forward hooks (:class:`PoolOutput`,
-:class:`PoolInput`) so that the building blocks and their state-dict keys stay exactly
-mmpretrain's; each DynOPool is registered once, in the block (or backbone) whose
-resolution it sets, and the only new state-dict entries are the ``alpha`` parameters.
+DynOPool (``placement='after'``, the default). ``placement='before'`` instead resizes
+the input of the formerly strided convolution, which then runs with stride 1 at the
+pooled resolution (``Conv_s -> Conv_1 . DynOPool_s``, the segmentation rule Eq. 5.3):
+at the initial ratios every convolution then runs at the human-designed model's
+resolution and the model costs the human GMACs. Pooling layers (Eq. 5.1) are the same
+for both.
+
+The pools are attached with forward hooks (:class:`PoolOutput`, :class:`PoolInput`) so
+that the building blocks and their state-dict keys stay exactly mmpretrain's; each
+DynOPool is registered once, in the block (or backbone) whose resolution it sets, and
+the only new state-dict entries are the ``alpha`` parameters.
 """
 import math
 from numbers import Real
@@ -27,6 +34,11 @@ RatioLike = Union[float, Tuple[float, float]]
 #: inputs, the original architecture) and ``'cifar'`` (32x32 inputs, the CIFAR variants
 #: of Shape Adaptor that the thesis follows).
 STEMS = ('imagenet', 'cifar')
+
+#: Where the DynOPool replacing a strided convolution goes: ``'after'`` its stride-1
+#: ``conv + norm + act`` (Eq. 5.2, the thesis' classification models) or ``'before'``
+#: the stride-1 conv (Eq. 5.3; the human model's cost at the initial ratios).
+PLACEMENTS = ('after', 'before')
 
 
 class PoolOutput:
@@ -47,9 +59,10 @@ class PoolOutput:
 class PoolInput:
     """Forward pre-hook: resize a module's input with a (possibly shared) DynOPool.
 
-    Used to place DynOPool right after an activation that mmpretrain applies through a
-    module shared by several calls (ResNet's ``relu``): pooling the input of the next
-    convolution is pooling the activation's output.
+    Used to place DynOPool in front of a formerly strided convolution
+    (``placement='before'``), or right after an activation that mmpretrain applies
+    through a module shared by several calls (ResNet's ``relu``): pooling the input of
+    the next convolution is pooling the activation's output.
     """
 
     def __init__(self, pool: DynOPool) -> None:
@@ -64,6 +77,13 @@ def check_stem(stem: str) -> str:
     if stem not in STEMS:
         raise ValueError(f'stem must be one of {STEMS}, got {stem!r}')
     return stem
+
+
+def check_placement(placement: str) -> str:
+    """Validate the ``placement`` argument (one of :data:`PLACEMENTS`)."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f'placement must be one of {PLACEMENTS}, got {placement!r}')
+    return placement
 
 
 def _is_ratio(value) -> bool:
@@ -130,6 +150,20 @@ def set_stride_one(conv: nn.Module) -> None:
         raise ValueError(f'expected a stride-2 {type(conv).__name__}, got stride '
                          f'{conv.stride}')
     conv.stride = (1, 1)
+
+
+def replace_strided_conv(module: nn.Module, conv: nn.Module, pool: DynOPool,
+                         placement: str) -> None:
+    """Replace the stride-2 ``conv`` inside ``module`` (a ``ConvModule``) by DynOPool.
+
+    ``conv`` gets stride 1; ``placement='after'`` resizes ``module``'s output (Eq. 5.2
+    when ``module`` is ``conv + norm + act``), ``'before'`` its input (Eq. 5.3).
+    """
+    set_stride_one(conv)
+    if check_placement(placement) == 'after':
+        module.register_forward_hook(PoolOutput(pool))
+    else:
+        module.register_forward_pre_hook(PoolInput(pool))
 
 
 class DynOPoolBackboneMixin:

@@ -4,8 +4,9 @@ from typing import List, Optional, Sequence, Union
 from mmpretrain.models.backbones import MobileNetV2
 from mmpretrain.registry import MODELS
 
-from .cls_common import (DynOPoolBackboneMixin, PoolOutput, RatioLike, check_stem,
-                         make_pool, resolve_init_ratios, set_stride_one)
+from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_placement, check_stem,
+                         make_pool, replace_strided_conv, resolve_init_ratios,
+                         set_stride_one)
 
 
 def _cifar_strides(model: MobileNetV2) -> None:
@@ -59,7 +60,15 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
     at stride 1), three DynOPool layers (stages 3, 4, 6), ``[16,16] [8,8] [4,4]`` at
     32x32.
 
-    GMACs at initialisation (mmengine's FlopAnalyzer, single FC head): 0.0933 at 32x32
+    ``placement='before'`` puts each of these DynOPools in front of its conv instead
+    (the stem pool resizes the image, the block pool the expansion conv's output) and
+    the conv runs with stride 1 at the pooled resolution (``Conv_s -> Conv_1 .
+    DynOPool_s``, Eq. 5.3): at the initial ratios every conv runs at the human model's
+    resolution, and the model costs exactly the human GMACs (0.314 at 224x224, 0.0914 at
+    32x32; sizes as below).
+
+    GMACs at initialisation with the default ``placement='after'`` (mmengine's
+    FlopAnalyzer, single FC head): 0.0933 at 32x32
     with 100 classes (Table 5.1 human: 0.09, +3.7%, just outside 3%; the human CIFAR
     model counts 0.0914) and 0.365 at 224x224 with 1000 classes (Table 5.1 human: 0.31
     on ImageNet, +18%, and 0.33 on Aircraft; human mmpretrain MobileNetV2: 0.314): Eq.
@@ -79,6 +88,9 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
             everywhere, the human model).
         dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
             ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
+        placement (str): ``'after'`` (Eq. 5.2) or ``'before'`` (Eq. 5.3, human GMACs at
+            the initial ratios) the stride-1 conv. Same pools and state-dict keys.
+            Default: ``'after'``.
         widen_factor, out_indices, frozen_stages, conv_cfg, norm_cfg, act_cfg,
         norm_eval, with_cp, init_cfg: as for mmpretrain's ``MobileNetV2``. A frozen
             stem (``frozen_stages >= 0``) freezes the stem pool; frozen stages freeze
@@ -89,6 +101,7 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
                  stem: str = 'imagenet',
                  init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
                  dynopool_cfg: Optional[dict] = None,
+                 placement: str = 'after',
                  widen_factor: float = 1.,
                  out_indices: Sequence[int] = (7, ),
                  frozen_stages: int = -1,
@@ -102,6 +115,7 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
                      dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
                  ]) -> None:
         self.stem_type = check_stem(stem)
+        self.placement = check_placement(placement)
         super().__init__(
             widen_factor=widen_factor, out_indices=out_indices,
             frozen_stages=frozen_stages, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
@@ -116,15 +130,13 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
         if stem == 'imagenet':
             pool = make_pool(ratios.pop(0), dynopool_cfg)
             self.dynopool_stem = pool
-            set_stride_one(self.conv1.conv)
-            self.conv1.register_forward_hook(PoolOutput(pool))
+            replace_strided_conv(self.conv1, self.conv1.conv, pool, placement)
         for path, ratio in zip(blocks, ratios):
             block = self.get_submodule(path)
             pool = make_pool(ratio, dynopool_cfg)
             block.add_module('dynopool', pool)
             depthwise = block.conv[-2]  # ConvModule: conv_s + BN + act
-            set_stride_one(depthwise.conv)
-            depthwise.register_forward_hook(PoolOutput(pool))
+            replace_strided_conv(depthwise, depthwise.conv, pool, placement)
 
     def _freeze_stages(self) -> None:
         super()._freeze_stages()

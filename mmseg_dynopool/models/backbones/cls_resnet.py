@@ -7,8 +7,9 @@ from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResLayer
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
-from .cls_common import (DynOPoolBackboneMixin, PoolInput, PoolOutput, RatioLike,
-                         check_stem, make_pool, resolve_init_ratios, set_stride_one)
+from .cls_common import (DynOPoolBackboneMixin, PoolInput, RatioLike, check_placement,
+                         check_stem, make_pool, replace_strided_conv,
+                         resolve_init_ratios, set_stride_one)
 
 
 @MODELS.register_module()
@@ -30,12 +31,26 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
       by the same DynOPool instance - the residual and the shortcut share one alpha
       (section 5.2.1), so one DynOPool per resolution change.
 
+    ``placement='before'`` resizes the inputs of the formerly strided convs instead,
+    which then run with stride 1 at the pooled resolution (``Conv_s -> Conv_1 .
+    DynOPool_s``, Eq. 5.3): in a downsampling block the residual path is pooled in front
+    of its strided conv and the shortcut in front of its 1x1 conv, by the same instance
+    (when the strided conv is the block's first conv - ``style='caffe'``, BasicBlock -
+    the block input is pooled once for both). The ImageNet stem keeps its single merged
+    DynOPool (ratio 0.25), now in front of the 7x7 conv, which thus runs at 56x56
+    instead of the human 112x112 (-0.09 GMACs); splitting it into a pool before the conv
+    and one after would add a pool and a state-dict key. Every other conv runs at the
+    human model's resolution, so at the initial ratios ResNet-50 counts 4.02 GMACs at
+    224x224 (human 4.11, -2.2%) and exactly the human 1.305 at 32x32. Same pools, same
+    ``init_ratios`` and same state-dict keys as ``'after'``.
+
     With the default initial ratios the feature-map sizes are those of Table 5.1's human
     ResNet-50: ``[56,56] [28,28] [14,14] [7,7]`` at 224x224 (ImageNet stem) and
     ``[16,16] [8,8] [4,4]`` at 32x32 (CIFAR stem).
 
-    GMACs: Eq. 5.2 runs every replaced strided conv at the input resolution, so the
-    model at initialisation costs more than the human-designed one, whose Table 5.1
+    GMACs with the default ``placement='after'``: Eq. 5.2 runs every replaced strided
+    conv at the input resolution, so the model at initialisation costs more than the
+    human-designed one, whose Table 5.1
     numbers it therefore does NOT match within 3%: with mmengine's FlopAnalyzer and a
     single FC head ResNet-50 counts 6.44 GMACs at 224x224 (human: 4.11, +57%) and 1.95
     at 32x32 (human: 1.31, +49%). The excess is exactly the stride-1 stem conv, the
@@ -43,9 +58,8 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
     own cost model: the GMACs that Table 5.1 reports for its DynOPool-S/B ResNet-50s
     follow from their feature-map sizes with exactly this placement (CIFAR-100 DP-S
     [10,9] [5,4] [2,2] -> 0.994 vs 1.01, DP-B -> 1.718 vs 1.73; ImageNet DP-S -> 6.17 vs
-    6.20; Aircraft DP-S -> 3.54 vs 3.57), not with a placement that keeps the human cost
-    (pooling before the 3x3 conv gives about 0.58 and 3.4). The GMACs loss (Eq. 4.7) is
-    relative to this initial state.
+    6.20; Aircraft DP-S -> 3.54 vs 3.57), not with ``placement='before'`` (0.583 and,
+    ImageNet DP-S, 3.33). The GMACs loss (Eq. 4.7) is relative to the initial state.
 
     State-dict keys are those of mmpretrain's ``ResNet`` (``stem='imagenet'``) or
     ``ResNet_CIFAR`` (``stem='cifar'``) plus ``dynopool_stem.alpha`` and
@@ -61,6 +75,8 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             Default: None (0.25 for the stem pool, 0.5 elsewhere: the human model).
         dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
             ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
+        placement (str): ``'after'`` (Eq. 5.2) or ``'before'`` (Eq. 5.3, about the human
+            GMACs at the initial ratios) the stride-1 conv. Default: ``'after'``.
         in_channels, stem_channels, base_channels, expansion, num_stages, strides,
         dilations, out_indices, style, frozen_stages, conv_cfg, norm_cfg, norm_eval,
         with_cp, zero_init_residual, init_cfg, drop_path_rate: as for mmpretrain's
@@ -74,6 +90,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
                  stem: str = 'imagenet',
                  init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
                  dynopool_cfg: Optional[dict] = None,
+                 placement: str = 'after',
                  in_channels: int = 3,
                  stem_channels: int = 64,
                  base_channels: int = 64,
@@ -102,6 +119,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             raise ValueError(f'strides must be 1 or 2, got {strides}')
         # Set before ResNet.__init__, which calls _make_stem_layer/make_res_layer.
         self.stem_type = check_stem(stem)
+        self.placement = check_placement(placement)
         names = ['dynopool_stem'] if stem == 'imagenet' else []
         names += [f'layer{i + 1}.0.dynopool'
                   for i, s in enumerate(strides[:num_stages]) if s == 2]
@@ -125,7 +143,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
         imagenet = self.stem_type == 'imagenet'
-        # ImageNet: ResNet's 7x7 conv with stride 1 (Eq. 5.2); CIFAR: ResNet_CIFAR's.
+        # ImageNet: ResNet's 7x7 conv with stride 1 (Eq. 5.2/5.3); CIFAR: ResNet_CIFAR's.
         self.conv1 = build_conv_layer(
             self.conv_cfg, in_channels, stem_channels,
             kernel_size=7 if imagenet else 3, stride=1, padding=3 if imagenet else 1,
@@ -140,12 +158,12 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
     def make_res_layer(self, **kwargs) -> ResLayer:
         layer = ResLayer(**kwargs)
         if kwargs.get('stride', 1) == 2:
-            self._convert_block(layer[0], self._next_pool())
+            self._convert_block(layer[0], self._next_pool(), self.placement)
         return layer
 
     @staticmethod
-    def _convert_block(block: nn.Module, pool) -> None:
-        """Eq. 5.2 in a downsampling block; residual and shortcut share ``pool``."""
+    def _convert_block(block: nn.Module, pool, placement: str) -> None:
+        """Eq. 5.2/5.3 in a downsampling block; residual and shortcut share ``pool``."""
         if isinstance(block, Bottleneck):
             if block.style == 'pytorch':
                 strided, after = block.conv2, block.conv3
@@ -155,15 +173,24 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             strided, after = block.conv1, block.conv2
         else:
             raise TypeError(f'unsupported block {type(block).__name__}')
-        block.add_module('dynopool', pool)
-        set_stride_one(strided)
-        # conv_s -> norm -> ReLU -> [DynOPool] -> next conv.
-        after.register_forward_pre_hook(PoolInput(pool))
         if block.downsample is None:
             raise ValueError('a stride-2 block must have a downsampling shortcut')
-        set_stride_one(block.downsample[0])
-        # shortcut: conv_1 -> norm -> [DynOPool], the same instance.
-        block.downsample.register_forward_hook(PoolOutput(pool))
+        block.add_module('dynopool', pool)
+        set_stride_one(strided)
+        if placement == 'after':
+            # conv_s -> norm -> ReLU -> [DynOPool] -> next conv.
+            after.register_forward_pre_hook(PoolInput(pool))
+        elif strided is block.conv1:
+            # The strided conv reads the block input: pool it once for both branches.
+            block.register_forward_pre_hook(PoolInput(pool))
+            set_stride_one(block.downsample[0])
+            return
+        else:
+            # [DynOPool] -> conv_1 (the block's 1x1 conv1 stays at the input size).
+            strided.register_forward_pre_hook(PoolInput(pool))
+        # shortcut: conv_1 -> norm -> [DynOPool] ('after') or [DynOPool] -> conv_1 ->
+        # norm ('before'), the same instance.
+        replace_strided_conv(block.downsample, block.downsample[0], pool, placement)
 
     def _freeze_stages(self) -> None:
         super()._freeze_stages()
@@ -171,10 +198,13 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             self.dynopool_stem.alpha.requires_grad = False
 
     def forward(self, x: Tensor) -> tuple:
+        pool_stem = self.stem_type == 'imagenet'
+        if pool_stem and self.placement == 'before':
+            x = self.dynopool_stem(x)
         x = self.conv1(x)
         x = self.norm1(x)
         x = self.relu(x)
-        if self.stem_type == 'imagenet':
+        if pool_stem and self.placement == 'after':
             x = self.dynopool_stem(x)
         outs = []
         for i, layer_name in enumerate(self.res_layers):

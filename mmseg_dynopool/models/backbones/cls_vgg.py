@@ -5,8 +5,8 @@ from mmpretrain.models.backbones import VGG
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_stem, make_pool,
-                         resolve_init_ratios)
+from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_placement, check_stem,
+                         make_pool, resolve_init_ratios)
 
 
 @MODELS.register_module()
@@ -39,6 +39,9 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
             (0.5 everywhere, the human-designed VGG).
         dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
             ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
+        placement (str): ``'after'`` or ``'before'``; where the other backbones put the
+            DynOPool of a strided conv. VGG has none (Eq. 5.1 only), so both give the
+            same model; accepted for a uniform interface. Default: ``'after'``.
         with_last_pool (bool): keep the fifth pooling (as a DynOPool). Default: False.
         num_classes, num_stages, dilations, out_indices, frozen_stages, conv_cfg,
         norm_cfg, act_cfg, norm_eval, ceil_mode, init_cfg: as for mmpretrain's ``VGG``.
@@ -51,6 +54,7 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
                  stem: str = 'imagenet',
                  init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
                  dynopool_cfg: Optional[dict] = None,
+                 placement: str = 'after',
                  with_last_pool: bool = False,
                  num_classes: int = -1,
                  num_stages: int = 5,
@@ -68,6 +72,7 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
                      dict(type='Normal', std=0.01, layer=['Linear'])
                  ]) -> None:
         self.stem_type = check_stem(stem)
+        self.placement = check_placement(placement)
         if ceil_mode:
             raise ValueError('ceil_mode applies to max-pooling, which DynOPool replaces')
         if num_classes > 0:
