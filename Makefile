@@ -46,6 +46,7 @@ main: setup
 
 bench: setup
 	$(PY) tools/benchmark/bench_dynopool.py
+	$(PY) tools/benchmark/bench_hrnet.py
 
 clean-venv:
 	rm -rf $(VENV)
