@@ -1,27 +1,11 @@
-# Toy experiment of thesis chapter 3 with DynOPool VGG-16-BN.
-# CIFAR-stretch-V (section 3.1, Fig. 3.1a): every CIFAR-100 image stretched x2
-# vertically and cropped to 32x32 at a random height (centre crop for testing).
-# The thesis' Fig. 3.1 shows how the learned feature-map shapes follow the data.
-# lambda is NOT calibrated (the thesis does not report it); it follows the DP-S rule
-# of the CIFAR-100 configs: 0.1 / GMACs at initialisation = 0.1 / 0.314 -> 0.3.
-_base_ = './vgg16bn-1fc_1xb128_cifar100-stretchv.py'
-
+# Toy experiment of thesis chapter 3 with DynOPool VGG-16-BN (DP-S) on
+# CIFAR-stretch-V (section 3.1, Fig. 3.1a);
+# the thesis' Fig. 3.1 shows how the learned feature-map shapes follow the data.
+# lambda is NOT calibrated (the thesis does not report it); it follows the DP-S rule of
+# the CIFAR-100 configs: 0.1 / GMACs at initialisation = 0.1 / 0.314 -> 0.3.
+_base_ = ['./dynopool-b_vgg16bn-1fc_1xb128-250e_cifar100.py', './_base_/toy_pipelines.py']
 custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='DynOPoolVGG',
-        depth=16,
-        norm_cfg=dict(type='BN'),
-        stem='cifar',
-        dynopool_cfg=dict(min_size=1.5, aggregation='max', max_ratio=4.0)))
-
-# alpha learns 10x slower than the weights, without weight decay (section 5.2.2;
-# the factor is our choice).
-optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'.alpha': dict(lr_mult=0.1, decay_mult=0.0)}))
-# 250 epochs for DynOPool models on CIFAR-100 (section 5.2.2).
-param_scheduler = dict(milestones=[75, 150, 200])
-train_cfg = dict(max_epochs=250)
+train_dataloader = dict(dataset=dict(pipeline={{_base_.stretchv_train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.stretchv_test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.stretchv_test_pipeline}}))
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.3)]

@@ -1,22 +1,9 @@
-# Toy experiment of thesis chapter 3 with the human-designed VGG-16-BN.
-# CIFAR-large (section 3.2, Fig. 3.1c): every CIFAR-100 image downsampled to 16x16 and
-# enlarged (bilinear) to 64x64 (the usual crop/flip augmentation is applied first).
+# Toy experiment of thesis chapter 3 with the human-designed VGG-16-BN on
+# CIFAR-large (section 3.2, Fig. 3.1c)
+# (pipelines in _base_/toy_pipelines.py).
 # 64x64 inputs: feature maps [32,32] [16,16] [8,8] [4,4], 1.25 GMACs.
-_base_ = './vgg16bn-1fc_1xb128_cifar100.py'
-
+_base_ = ['./vgg16bn-1fc_1xb128_cifar100.py', './_base_/toy_pipelines.py']
 custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
-
-train_pipeline = [
-    dict(type='RandomCrop', crop_size=32, padding=4),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='CIFARLarge', size=16, out_size=64),
-    dict(type='PackInputs'),
-]
-test_pipeline = [
-    dict(type='CIFARLarge', size=16, out_size=64),
-    dict(type='PackInputs'),
-]
-
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(pipeline={{_base_.large_train_pipeline}}))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.large_test_pipeline}}))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.large_test_pipeline}}))
