@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=4)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--loss-weight', type=float, default=0.5)
+    parser.add_argument('--target-ratio', type=float, default=None,
+                        help='GMACs budget of the hook (budget mode)')
     return parser.parse_args()
 
 
@@ -50,7 +52,9 @@ def main() -> None:
     rank = dist.get_rank()
 
     cfg = tiny_config(args.data_root, args.work_dir, args.iters,
-                      batch_size=args.batch_size, loss_weight=args.loss_weight)
+                      batch_size=args.batch_size, loss_weight=args.loss_weight,
+                      hook_kwargs=None if args.target_ratio is None else dict(
+                          target_ratio=args.target_ratio, lambda_lr=0.5))
     cfg.launcher = 'pytorch'
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
     runner = Runner.from_cfg(cfg)

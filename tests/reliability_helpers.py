@@ -33,7 +33,8 @@ def tiny_config(data_root: str,
                 checkpoint_interval: Optional[int] = None,
                 seed: int = 0,
                 loss_weight: Optional[float] = None,
-                dynopool_cfg: Optional[dict] = None) -> Config:
+                dynopool_cfg: Optional[dict] = None,
+                hook_kwargs: Optional[dict] = None) -> Config:
     """The DynOPool hr18tiny synthetic config, sized for a test.
 
     Args:
@@ -48,6 +49,7 @@ def tiny_config(data_root: str,
         seed: ``randomness.seed``.
         loss_weight: lambda of the GMACs hook. Default: 0.5.
         dynopool_cfg: replaces the backbone's ``dynopool_cfg``.
+        hook_kwargs: more arguments of the GMACs hook (e.g. ``target_ratio``).
     """
     cfg = Config.fromfile(TINY_BASE)
     cfg.work_dir = work_dir
@@ -98,7 +100,8 @@ def tiny_config(data_root: str,
     cfg.optim_wrapper.paramwise_cfg = dict(
         custom_keys={'.alpha': dict(lr_mult=1.0, decay_mult=0.0)})
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook',
-                             loss_weight=0.5 if loss_weight is None else loss_weight)]
+                             loss_weight=0.5 if loss_weight is None else loss_weight,
+                             **(hook_kwargs or {}))]
     return cfg
 
 
@@ -118,8 +121,9 @@ class RecorderHook(Hook):
 
     ``records`` is a list with one dict per iteration:
     ``{'iter': i, 'alpha': {name: tensor}, 'size': {name: (h, w)},
-    'in_size': {name: (h, w)}, 'losses': {key: float}}`` (``losses``: the iteration's
-    logged loss entries, e.g. ``loss``, ``decode.loss_ce``, ``loss_gmacs``).
+    'in_size': {name: (h, w)}, 'losses': {key: float}, 'lam': float}`` (``losses``: the
+    iteration's logged loss entries, e.g. ``loss``, ``decode.loss_ce``, ``loss_gmacs``;
+    ``lam``: the GMACs hook's lambda after the iteration, None without the hook).
     """
 
     priority = 'LOWEST'
@@ -130,7 +134,9 @@ class RecorderHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         items = pool_items(runner.model)
+        hooks = [h for h in runner.hooks if type(h).__name__ == 'DynOPoolGMACsHook']
         self.records.append(dict(
+            lam=hooks[0].lam if hooks else None,
             iter=runner.iter,
             alpha={n: m.alpha.detach().clone().double() for n, m in items},
             size={n: tuple(m.last_size) for n, m in items},

@@ -467,7 +467,10 @@ def test_config_contents(path):
     if dynopool:
         hooks = [h for h in cfg.custom_hooks if h.type == 'DynOPoolGMACsHook']
         assert len(hooks) == 1
-        assert (hooks[0].loss_weight == 0) == name.startswith('dynopool-b')
+        if name.startswith('dynopool-b'):  # unconstrained: lambda = 0, no budget
+            assert hooks[0].loss_weight == 0 and hooks[0].get('target_ratio') is None
+        else:  # DynOPool-S: a GMACs budget (docs/budget.md)
+            assert hooks[0].target_ratio > 0
         assert cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'] == dict(
             lr_mult=0.1, decay_mult=0.0)
         if long_schedule:

@@ -30,9 +30,11 @@ def test_config_builds(path):
         assert len(hooks) == 1
         assert '.alpha' in cfg.optim_wrapper.paramwise_cfg.custom_keys
         if '-s-' in osp.basename(path):
-            assert hooks[0]['loss_weight'] > 0      # DynOPool-S restrains GMACs
+            # DynOPool-S restrains GMACs through a budget (docs/budget.md)
+            assert 0 < hooks[0]['target_ratio'] < 1
         elif '-b-' in osp.basename(path):
             assert hooks[0]['loss_weight'] == 0     # DynOPool-B: accuracy first
+            assert hooks[0].get('target_ratio') is None
     assert cfg.model.get('pretrained') is None      # nothing is downloaded
 
 
@@ -93,3 +95,57 @@ def test_paper_config_trains_unchanged_on_voc_aug_layout(tmp_path):
     assert 'mIoU' in runner.message_hub.log_scalars or \
         'val/mIoU' in runner.message_hub.log_scalars
     assert runner.message_hub.get_scalar('train/loss_gmacs').current() > 0
+
+
+# DP-S budgets by construction: (config, thesis DP-S GMACs, thesis human GMACs).
+THESIS_BUDGETS = [
+    ('dynopool_hrnet/fcn_dynopool-s-hr48_4xb4-40k_voc12aug-480x480.py', 69.39, 82.55),
+    ('dynopool_hrnet/fcn_dynopool-s-hr48_4xb4-40k_voc12aug-512x512.py', 69.39, 82.55),
+    ('dynopool_cls/dynopool-s_vgg16bn-1fc_1xb128-250e_cifar100.py', 0.36, 0.31),
+    ('dynopool_cls/dynopool-s_vgg16bn-1fc_8xb16-250e_aircraft.py', 13.90, 15.40),
+    ('dynopool_cls/dynopool-s_vgg16bn-1fc_8xb32_in1k.py', 10.16, 15.39),
+    ('dynopool_cls/dynopool-s_resnet50_1xb128-250e_cifar100.py', 1.01, 1.31),
+    ('dynopool_cls/dynopool-s_resnet50_8xb16-250e_aircraft.py', 3.57, 4.12),
+    ('dynopool_cls/dynopool-s_resnet50_8xb32_in1k.py', 6.20, 4.11),
+    ('dynopool_cls/dynopool-s_mobilenet-v2_1xb128-250e_cifar100.py', 0.08, 0.09),
+    ('dynopool_cls/dynopool-s_mobilenet-v2_8xb16-250e_aircraft.py', 0.34, 0.33),
+    ('dynopool_cls/dynopool-s_mobilenet-v2_8xb32_in1k.py', 0.49, 0.31),
+    ('dynopool_cls/dynopool-s_efficientnet-b0_8xb32_in1k.py', 0.58, 0.42),  # Table 5.3
+]
+
+
+def _human_config(dps_path: str) -> str:
+    name = osp.basename(dps_path)
+    if name.startswith('fcn_dynopool-s-'):
+        human = name.replace('fcn_dynopool-s-', 'fcn_')
+    else:
+        human = name.replace('dynopool-s_', '').replace('-250e', '')
+    return osp.join(osp.dirname(dps_path), human)
+
+
+def _input_size(cfg) -> int:
+    if cfg.get('crop_size'):
+        return int(cfg.crop_size[0])
+    return 32 if 'cifar' in cfg.filename else 224
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('rel, dps, human', THESIS_BUDGETS, ids=lambda v: str(v))
+def test_dps_budget_is_the_thesis_ratio_of_the_human_cost(rel, dps, human):
+    """target_ratio x (our initial GMACs) == thesis DP-S/human x (our human GMACs)."""
+    from mmengine.registry import init_default_scope as scope
+    from mmseg_dynopool.analysis import count_gmacs
+    path = osp.join(REPO, 'configs', rel)
+    cfg = Config.fromfile(path)
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'DynOPoolGMACsHook']
+    target = hooks[0]['target_ratio']
+    human_cfg = Config.fromfile(osp.join(REPO, 'configs', _human_config(rel)))
+    size = _input_size(cfg)
+    counts = []
+    for c in (cfg, human_cfg):
+        scope(c.default_scope)
+        registry = MODELS if c.default_scope == 'mmseg' else __import__(
+            'mmpretrain.registry', fromlist=['MODELS']).MODELS
+        counts.append(count_gmacs(registry.build(c.model), (size, size)))
+    initial, human_gmacs = counts
+    assert target * initial == pytest.approx(dps / human * human_gmacs, rel=5e-3)

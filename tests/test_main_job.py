@@ -15,25 +15,41 @@ def test_main_job_runs_end_to_end(tmp_path):
     data_root = tmp_path / 'synthetic_voc' / 'VOC2012'
     work = tmp_path / 'work'
     cmd = [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
-           '--iters', '2', '--num-train', '4', '--num-val', '2',
+           '--iters', '2', '--num-train', '4', '--num-val', '2', '--seeds', '2',
            '--data-root', str(data_root), '--work-dir', str(work)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # It generated the dataset because none was there.
     assert (data_root / 'ImageSets' / 'Segmentation' / 'train.txt').is_file()
-    results = json.loads((work / 'results.json').read_text())['results']
-    assert [r['name'] for r in results] == ['human', 'dynopool']
+    data = json.loads((work / 'results.json').read_text())
+    results = data['results']
+    assert [r['name'] for r in results] == ['human', 'dp-s', 'dp-b']
     for r in results:
-        assert 0 <= r['miou'] <= 100
+        assert r['seeds'] == 2 and len(r['mious']) == 2
+        assert all(0 <= m <= 100 for m in r['mious'])
+        assert r['miou'] == pytest.approx(sum(r['mious']) / 2)
         assert r['gmacs'] > 0
         assert len(r['levels']) == 5 and all(len(s) == 2 for s in r['levels'])
-        assert osp.isfile(r['checkpoint'])
-    human, dyn = results
+        for run in r['runs']:
+            assert osp.isfile(run['checkpoint'])
+            assert (osp.dirname(run['checkpoint'])).endswith(
+                osp.join(r['name'], f"seed{r['runs'].index(run)}"))
+    human, dps, dpb = results
     assert human['levels'] == [[48, 48], [24, 24], [12, 12], [6, 6], [3, 3]]
-    assert len(dyn['layers']) == 5 and human['layers'] == []
-    # The printed table and the plots.
-    assert 'Main job results' in proc.stdout
-    assert 'dynopool' in proc.stdout.split('Main job results')[1]
-    plots = work / 'dynopool' / 'plots'
+    assert len(dps['layers']) == 5 and human['layers'] == []
+    # Each seed is its own run with its own randomness.seed.
+    for r in results:
+        for i, run in enumerate(r['runs']):
+            assert f'randomness.seed={i}' in run['cfg_options']
+    # The printed table, the verdict and progress lines while training.
+    out = proc.stdout
+    assert 'Main job results' in out and 'dp-s' in out.split('Main job results')[1]
+    assert 'DP-S vs human' in out and data['verdict'].startswith('DP-S vs human')
+    assert '[dp-s seed 1] iter 2/2' in out
+    plots = work / 'dp-s' / 'seed0' / 'plots'
     assert (plots / 'dynopool_training.png').stat().st_size > 1000
     assert (plots / 'feature_maps.png').stat().st_size > 1000
+    # A second call finds every run done and does not train again.
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert 'already done' in again.stdout and 'iter 2/2' not in again.stdout

@@ -1,54 +1,52 @@
-"""The main job: train and evaluate a DynOPool HRNet and its human-designed baseline.
+"""The main job: train and evaluate the human HRNet, DynOPool-S (a GMACs budget) and DynOPool-B.
 
-    python tools/run_main_job.py [--work-dir work_dirs/main] [--iters N] [--gpus N]
+    python tools/run_main_job.py [--work-dir work_dirs/main] [--seeds 3] [--iters N]
+                                 [--jobs J] [--gpus N]
 
 * Without a real dataset it writes the built-in synthetic PascalVOC-format data
   (``data/synthetic_voc/VOC2012``) and runs the small synthetic configs
-  (``configs/synthetic/``): a few minutes on 2 CPU cores.
+  (``configs/synthetic/``): a tiny HRNet, 600 iterations, on 2 CPU cores.
 * With ``data/VOCdevkit/VOC2012`` present (VOC 2012 + SBD aug converted as mmseg
   documents, i.e. with ``SegmentationClassAug/`` and ``ImageSets/Segmentation/aug.txt``)
   it runs the paper's configs instead (``configs/dynopool_hrnet/``: FCN-HRNet-W48 at
-  480x480, human baseline and DynOPool-S). ``--gpus N`` launches ``torchrun`` with N
-  processes (mmseg's ``dist_train.sh`` does the same).
+  480x480). ``--gpus N`` launches ``torchrun`` with N processes.
 
-Both models go through mmseg's own ``tools/train.py`` and ``tools/test.py`` (shipped
-inside the installed mmseg). At the end it prints one table: mIoU, GMACs and the
-feature-map size of every resolution level, for both models, and writes it as JSON,
-plus the plots of ``tools/analysis/plot_dynopool.py`` when that tool is present.
+Models: ``human`` (mmseg's HRNet), ``dp-s`` (DynOPool HRNet with a GMACs budget of
+Table 5.4's DP-S / human ratio, 69.39 / 82.55) and ``dp-b`` (DynOPool HRNet,
+unconstrained). Each is trained ``--seeds`` times (seeds 0..N-1) with mmseg's own
+``tools/train.py`` and evaluated by its final validation (mIoU); progress lines (model,
+seed, iteration, loss, GMACs, ETA) are printed as the runs go. At the end it prints one
+table - mIoU mean +- standard deviation over seeds, GMACs and the feature-map size of
+every resolution level - and the DP-S vs human verdict, and writes them to
+``WORK_DIR/results.json``, plus the plots of ``tools/analysis/plot_dynopool.py``. Runs
+already finished (``result.json`` in their folder) are not repeated.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
 REAL_ROOT = osp.join(REPO, 'data', 'VOCdevkit', 'VOC2012')
 SYNTH_ROOT = osp.join(REPO, 'data', 'synthetic_voc', 'VOC2012')
+MODELS = ('human', 'dp-s', 'dp-b')
 
-SYNTHETIC = dict(
-    human=osp.join(REPO, 'configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py'),
-    dynopool=osp.join(REPO,
-                      'configs/synthetic/fcn_dynopool-hr18tiny_1xb8-600it_synthvoc-96x96.py'),
-    shape=(96, 96))
-PAPER = dict(
-    human=osp.join(REPO, 'configs/dynopool_hrnet/fcn_hr48_4xb4-40k_voc12aug-480x480.py'),
-    dynopool=osp.join(REPO,
-                      'configs/dynopool_hrnet/fcn_dynopool-s-hr48_4xb4-40k_voc12aug-480x480.py'),
-    shape=(480, 480))
-
-
-def mmseg_tool(name: str) -> str:
-    import mmseg
-    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', name)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'mmseg tool {path} not found; is mmsegmentation '
-                                'installed from its wheel?')
-    return path
+SYNTHETIC = {
+    'human': 'configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'dp-s': 'configs/synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'dp-b': 'configs/synthetic/fcn_dynopool-b-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'shape': (96, 96)}
+PAPER = {
+    'human': 'configs/dynopool_hrnet/fcn_hr48_4xb4-40k_voc12aug-480x480.py',
+    'dp-s': 'configs/dynopool_hrnet/fcn_dynopool-s-hr48_4xb4-40k_voc12aug-480x480.py',
+    'dp-b': 'configs/dynopool_hrnet/fcn_dynopool-b-hr48_4xb4-40k_voc12aug-480x480.py',
+    'shape': (480, 480)}
+LEVELS = ['stem', 'stream1', 'stream2', 'stream3', 'stream4']
 
 
 def has_real_voc(root: str = REAL_ROOT) -> bool:
@@ -56,88 +54,77 @@ def has_real_voc(root: str = REAL_ROOT) -> bool:
         osp.isdir(osp.join(root, 'SegmentationClassAug'))
 
 
-def run(cmd: List[str], log_path: str) -> str:
-    """Run a command, stream its output to a log file, fail loudly with the log's tail."""
-    print('$', ' '.join(cmd), flush=True)
-    with open(log_path, 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    with open(log_path) as f:
-        text = f.read()
-    if proc.returncode != 0:
-        sys.stderr.write(text[-4000:])
-        raise SystemExit(f'command failed ({proc.returncode}); full log: {log_path}')
-    return text
-
-
-def launcher(gpus: int, tool: str) -> List[str]:
-    if gpus > 1:
-        return [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={gpus}',
-                tool, '--launcher', 'pytorch']
-    return [sys.executable, tool]
-
-
-def parse_miou(text: str) -> float:
-    found = re.findall(r'mIoU:\s*([0-9.]+)', text)
-    if not found:
-        raise ValueError('no mIoU found in the test output')
-    return float(found[-1])
-
-
-def latest_checkpoint(work_dir: str) -> str:
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            path = f.read().strip()
-        if osp.isfile(path):
-            return path
-    found = sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')),
-                   key=lambda p: int(re.findall(r'iter_(\d+)', p)[0]))
-    if not found:
-        raise FileNotFoundError(f'no checkpoint in {work_dir}')
-    return found[-1]
-
-
-def train_and_test(name: str, config: str, work_root: str, args, extra: List[str]
-                   ) -> Dict:
-    work_dir = osp.join(work_root, name)
-    os.makedirs(work_dir, exist_ok=True)
-    opts = list(extra)
+def train_one(name: str, seed: int, config: str, work_root: str, args,
+              extra: List[str]) -> Dict:
+    from mmseg_dynopool.analysis.runs import train_run
+    opts = list(extra) + [f'randomness.seed={seed}']
     if args.iters:
         opts += [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters}',
                  f'param_scheduler.0.end={args.iters}',
                  f'default_hooks.checkpoint.interval={args.iters}']
-    cmd = launcher(args.gpus, mmseg_tool('train.py')) + [config, '--work-dir', work_dir]
-    if opts:
-        cmd += ['--cfg-options', *opts]
-    run(cmd, osp.join(work_dir, 'main_job_train.log'))
-    ckpt = latest_checkpoint(work_dir)
-    test_dir = osp.join(work_dir, 'test')
-    cmd = launcher(args.gpus, mmseg_tool('test.py')) + [config, ckpt, '--work-dir', test_dir]
-    if extra:
-        cmd += ['--cfg-options', *extra]
-    text = run(cmd, osp.join(work_dir, 'main_job_test.log'))
-    return dict(name=name, config=config, checkpoint=ckpt, work_dir=work_dir,
-                miou=parse_miou(text))
+    work_dir = osp.join(work_root, name, f'seed{seed}')
+    return train_run(osp.join(REPO, config), work_dir, opts, gpus=args.gpus,
+                     label=f'{name} seed {seed}', cwd=REPO)
 
 
 def describe(result: Dict, shape, extra_opts: Dict) -> Dict:
-    """Add GMACs and per-level sizes of the trained model (at the training input size)."""
+    """GMACs and per-level sizes of the trained model (at the training input size)."""
     from mmseg_dynopool.analysis.report import build_model_from_config, model_report
     model = build_model_from_config(result['config'], result['checkpoint'], extra_opts)
-    result.update(model_report(model, shape))
-    return result
+    report = model_report(model, shape)
+    return dict(gmacs=report['gmacs'], levels=report['levels'], layers=report['layers'])
+
+
+def summarise(name: str, runs: List[Dict]) -> Dict:
+    from mmseg_dynopool.analysis.runs import mean_std
+    miou = mean_std([r['metric'] for r in runs])
+    gmacs = mean_std([r['gmacs'] for r in runs])
+    return dict(name=name, config=runs[0]['config'], seeds=len(runs),
+                miou=miou['mean'], miou_std=miou['std'],
+                mious=[r['metric'] for r in runs], gmacs=gmacs['mean'],
+                gmacs_std=gmacs['std'], gmacs_per_seed=[r['gmacs'] for r in runs],
+                levels=runs[0]['levels'], levels_per_seed=[r['levels'] for r in runs],
+                layers=runs[0]['layers'], runs=runs)
 
 
 def print_table(results: List[Dict], shape) -> str:
-    names = ['stem', 'stream1', 'stream2', 'stream3', 'stream4']
-    lines = [f'Main job results (GMACs and sizes per image at {shape[0]}x{shape[1]})',
-             f"{'model':<10}{'mIoU':>7}{'GMACs':>9}  " + ''.join(f'{n:>10}' for n in names)]
+    seeds = results[0]['seeds']
+    lines = [f'Main job results: mIoU mean +- std over {seeds} seed(s); GMACs and sizes per '
+             f'image at {shape[0]}x{shape[1]} (sizes of seed 0)',
+             f"{'model':<7}{'mIoU':>15}{'GMACs':>9}  " + ''.join(f'{n:>9}' for n in LEVELS)]
     for r in results:
-        sizes = ''.join(f"{'x'.join(map(str, s)):>10}" for s in r['levels'])
-        lines.append(f"{r['name']:<10}{r['miou']:>7.2f}{r['gmacs']:>9.3f}  {sizes}")
+        sizes = ''.join(f"{'x'.join(map(str, s)):>9}" for s in r['levels'])
+        lines.append(f"{r['name']:<7}{r['miou']:>8.2f} +-{r['miou_std']:>5.2f}"
+                     f"{r['gmacs']:>9.4f}  {sizes}")
+        lines.append(f"{'':<7}  per seed: " + ', '.join(f'{m:.2f}' for m in r['mious']))
     table = '\n'.join(lines)
     print(table, flush=True)
     return table
+
+
+def verdict(results: List[Dict]) -> str:
+    """Did DP-S match or beat the human mIoU at no more GMACs? (with the spread)"""
+    by = {r['name']: r for r in results}
+    human, dps = by['human'], by['dp-s']
+    diff = dps['miou'] - human['miou']
+    # Standard error of the difference of two means over the seeds.
+    se = ((dps['miou_std'] ** 2) / dps['seeds'] +
+          (human['miou_std'] ** 2) / human['seeds']) ** 0.5
+    cost = dps['gmacs'] / human['gmacs']
+    cheaper = cost <= 1.0 + 1e-9
+    if human['seeds'] < 2:
+        matched = 'cannot tell (one seed: no spread; use --seeds 3 or more)'
+    elif diff >= 0:
+        matched = 'yes: DP-S beat or matched the human mIoU'
+    elif -diff <= 2 * se:
+        matched = 'within the noise: DP-S is below, by less than 2 standard errors'
+    else:
+        matched = 'no: DP-S is below the human mIoU by more than 2 standard errors'
+    text = (f'DP-S vs human: {diff:+.2f} mIoU (standard error of the difference {se:.2f}) '
+            f'at {cost:.3f}x the GMACs ({"no more" if cheaper else "MORE"} than the '
+            f'human model) -> {matched}')
+    print(text, flush=True)
+    return text
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -145,6 +132,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'main'))
     parser.add_argument('--iters', type=int, default=None,
                         help='override the number of training iterations')
+    parser.add_argument('--seeds', type=int, default=3,
+                        help='training runs per model (seeds 0..N-1); default 3')
+    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='runs at once (default: 2 on a CPU-only machine with >= 2 '
+                        'cores, each with half the threads; 1 with GPUs)')
     parser.add_argument('--gpus', type=int, default=1)
     parser.add_argument('--synthetic', action='store_true',
                         help='use the synthetic data even if real VOC is present')
@@ -153,6 +146,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--data-root', default=SYNTH_ROOT,
                         help='where the synthetic dataset lives / is written')
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error('--seeds must be >= 1')
+    if 'human' not in args.models:
+        parser.error('--models must include human (the baseline of the comparison)')
 
     real = has_real_voc() and not args.synthetic
     setup = PAPER if real else SYNTHETIC
@@ -169,18 +166,48 @@ def main(argv: Optional[List[str]] = None) -> None:
     else:
         print(f'real PascalVOC found at {REAL_ROOT}: running the paper configs')
     os.makedirs(args.work_dir, exist_ok=True)
+
+    import torch
+    jobs = args.jobs or (2 if (not torch.cuda.is_available() and
+                               (os.cpu_count() or 1) >= 2) else 1)
+    if jobs > 1:
+        # Small CPU models use 2 threads poorly: two runs with half the threads each
+        # finish sooner than two runs one after the other.
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        os.environ.setdefault('OMP_NUM_THREADS', str(threads))
+    tasks = [(name, seed) for seed in range(args.seeds) for name in args.models]
+    print(f'main job: {len(args.models)} models x {args.seeds} seeds = {len(tasks)} '
+          f'training runs, {jobs} at a time', flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {t: pool.submit(train_one, t[0], t[1], setup[t[0]], args.work_dir,
+                                  args, extra) for t in tasks}
+        done = {t: f.result() for t, f in futures.items()}
     results = []
-    for name in ('human', 'dynopool'):
-        result = train_and_test(name, setup[name], args.work_dir, args, extra)
-        results.append(describe(result, setup['shape'], extra_dict))
+    for name in args.models:
+        runs = []
+        for seed in range(args.seeds):
+            run = done[(name, seed)]
+            if 'gmacs' not in run:
+                run.update(describe(run, setup['shape'], extra_dict))
+                with open(osp.join(run['work_dir'], 'result.json'), 'w') as f:
+                    json.dump(run, f, indent=2)
+            runs.append(run)
+        results.append(summarise(name, runs))
     table = print_table(results, setup['shape'])
+    text = verdict(results) if 'dp-s' in args.models else ''
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(results=results, table=table), f, indent=2)
+        json.dump(dict(results=results, table=table, verdict=text, seeds=args.seeds,
+                       iters=args.iters, real_voc=real), f, indent=2)
     plot_tool = osp.join(REPO, 'tools', 'analysis', 'plot_dynopool.py')
-    if osp.isfile(plot_tool):
-        run([sys.executable, plot_tool, osp.join(args.work_dir, 'dynopool'),
-             '--baseline', osp.join(args.work_dir, 'human')],
-            osp.join(args.work_dir, 'plots.log'))
+    for name in args.models:
+        if name == 'human' or not osp.isfile(plot_tool):
+            continue
+        cmd = [sys.executable, plot_tool, osp.join(args.work_dir, name, 'seed0'),
+               '--baseline', osp.join(args.work_dir, 'human', 'seed0')]
+        with open(osp.join(args.work_dir, f'plots_{name}.log'), 'w') as log:
+            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            print(f'plot_dynopool failed for {name}; see plots_{name}.log')
     print(f'results: {osp.join(args.work_dir, "results.json")}')
 
 

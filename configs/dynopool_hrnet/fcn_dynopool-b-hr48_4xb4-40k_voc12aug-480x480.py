@@ -1,4 +1,5 @@
-# DynOPool-B (accuracy first): lambda = 0, the sizes follow the task loss alone.
+# DynOPool-B (accuracy first): unconstrained, lambda = 0 (no budget): the sizes follow
+# the task loss alone (docs/budget.md).
 _base_ = ['./fcn_hr48_4xb4-40k_voc12aug-480x480.py', '../_base_/dynopool_hrnet.py']
 custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 model = dict(backbone={{_base_.dynopool_backbone}})

@@ -1,8 +1,20 @@
-"""Hook adding the GMACs loss of Eqs. 4.7-4.8 to a DynOPool model's training loss."""
+"""Hook adding the GMACs loss of Eqs. 4.7-4.8 to a DynOPool model's training loss.
+
+Two modes:
+
+* fixed lambda (``target_ratio=None``): Eq. 4.8 as the thesis writes it,
+  ``L = L_task + lambda * GMACs^t``.
+* budget (``target_ratio=t``): the same loss, but lambda is a Lagrange multiplier of the
+  constraint ``GMACs^t <= t * GMACs^0`` updated by projected dual ascent after every
+  iteration, and the alphas are projected onto the budget once, at ``freeze_after``
+  (see :class:`DynOPoolGMACsHook` and docs/budget.md).
+"""
 import copy
-from typing import Optional, Sequence, Tuple
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
@@ -27,36 +39,95 @@ class DynOPoolGMACsHook(Hook):
     Works with models wrapped by (MM)DistributedDataParallel and with any model that has
     DynOPool layers (mmseg segmentors, mmpretrain classifiers).
 
+    **Budget mode** (``target_ratio`` set): the user sets the cost, lambda follows. With
+    ``T = target_ratio * GMACs^0`` (``GMACs^0``: the profiled initial cost) and
+    ``mu = lambda * T`` (the GMACs term's value at the target, comparable to the task
+    loss), after every training iteration
+
+        mu <- max(0, mu + lambda_lr * (GMACs^t / T - 1))          (projected dual ascent)
+
+    so lambda grows while the model is above its budget and decays to 0 (never below)
+    while it is under it. At ``freeze_after`` (a fraction of ``train_cfg.max_iters``;
+    1.0 = after the last iteration) the alphas are projected onto the budget and then
+    held fixed: if ``GMACs^t > T``, or if ``lambda > 0`` (the constraint is active), every
+    pool's ratio is multiplied by one common factor ``s`` (bisection, the largest ``s``
+    with ``GMACs^t <= T``), so the final model never exceeds its budget and, when the
+    budget binds, ends just below it (within the rounding of the sizes). A model the task
+    loss alone keeps below the budget is left as it is. lambda, the frozen alphas and the
+    iteration count are stored in checkpoints (``--resume`` continues the exact lambda
+    sequence) and lambda is broadcast from rank 0 so every DDP rank uses the same value.
+    Logged every iteration: ``gmacs_lambda`` and ``gmacs_to_target``.
+
     Args:
-        loss_weight (float): lambda of Eq. 4.8. 0 logs the estimate without adding a loss.
+        loss_weight (float): lambda of Eq. 4.8 (budget mode: lambda's starting value).
+            0 logs the estimate without adding a loss.
         input_shape (tuple[int, int], optional): (H, W) to profile at. Default: the
             spatial size of the first training batch after the data preprocessor.
         in_channels (int): input channels of the profiling tensor. Default: 3.
+        target_ratio (float, optional): budget as a fraction of the initial GMACs
+            (e.g. ``69.39 / 82.55`` for Table 5.4's DP-S). None: fixed lambda.
+        lambda_lr (float): step of the dual update of ``mu = lambda * T`` per iteration
+            and unit of relative violation. Default: 0.02.
+        freeze_after (float): fraction of training after which the alphas are projected
+            onto the budget and frozen (budget mode only). Default: 1.0 (at the end).
+
+    Example:
+        >>> custom_hooks = [dict(type='DynOPoolGMACsHook', target_ratio=0.84,
+        ...                      lambda_lr=0.02, freeze_after=0.9)]
     """
 
     priority = 'NORMAL'
+    _CKPT_KEY = 'dynopool_gmacs_hook'
 
     def __init__(self, loss_weight: float = 0.0,
                  input_shape: Optional[Sequence[int]] = None,
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3,
+                 target_ratio: Optional[float] = None,
+                 lambda_lr: float = 0.02,
+                 freeze_after: float = 1.0) -> None:
         if not isinstance(loss_weight, (int, float)) or loss_weight < 0:
             raise ValueError(f'loss_weight must be a number >= 0, got {loss_weight!r}')
         if input_shape is not None and (len(input_shape) != 2 or
                                         min(input_shape) < 1):
             raise ValueError(f'input_shape must be (H, W), got {input_shape!r}')
+        if target_ratio is not None and not (
+                isinstance(target_ratio, (int, float)) and math.isfinite(target_ratio)
+                and target_ratio > 0):
+            raise ValueError('target_ratio must be a positive number (the GMACs budget '
+                             f'as a fraction of the initial GMACs), got {target_ratio!r}')
+        if not isinstance(lambda_lr, (int, float)) or not lambda_lr > 0:
+            raise ValueError(f'lambda_lr must be a number > 0, got {lambda_lr!r}')
+        if not isinstance(freeze_after, (int, float)) or not 0 < freeze_after <= 1:
+            raise ValueError(f'freeze_after must be in (0, 1], got {freeze_after!r}')
         self.loss_weight = float(loss_weight)
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.in_channels = in_channels
+        self.target_ratio = float(target_ratio) if target_ratio is not None else None
+        self.lambda_lr = float(lambda_lr)
+        self.freeze_after = float(freeze_after)
+        self.lam = self.loss_weight  # current lambda (fixed unless in budget mode)
+        self.frozen: Optional[List[torch.Tensor]] = None  # alphas held after freezing
         self.profile: Optional[GMACsProfile] = None
         self._pools = []
         self._handle = None
         self._last_estimate: Optional[float] = None
 
+    @property
+    def budget_mode(self) -> bool:
+        return self.target_ratio is not None
+
+    @property
+    def target_gmacs(self) -> float:
+        """The budget ``T`` in GMACs (budget mode, after profiling)."""
+        if self.profile is None or self.target_ratio is None:
+            raise RuntimeError('target_gmacs needs budget mode and a profiled model')
+        return self.target_ratio * self.profile.total_gmacs
+
     @staticmethod
     def _unwrap(model: nn.Module) -> nn.Module:
         return model.module if is_model_wrapper(model) else model
 
-    def before_train(self, runner) -> None:
+    def _before_train(self, runner) -> None:
         model = self._unwrap(runner.model)
         self._pools = [m for _, m in dynopool_layers(model)]
         if not self._pools:
@@ -84,9 +155,13 @@ class DynOPoolGMACsHook(Hook):
         reset_to_initial_ratios(reference)
         self.profile = profile_gmacs(reference, shape, self.in_channels)
         del reference
+        mode = (f'budget {self.target_ratio:.4g} x initial = {self.target_gmacs:.4g} '
+                f'GMACs, lambda starts at {self.lam:.4g}, lambda_lr={self.lambda_lr}, '
+                f'freeze_after={self.freeze_after}' if self.budget_mode
+                else f'lambda={self.loss_weight}')
         runner.logger.info(
             f'DynOPoolGMACsHook: {self.profile.total_gmacs:.3f} GMACs per image at '
-            f'{shape[0]}x{shape[1]} (initial state), lambda={self.loss_weight}; '
+            f'{shape[0]}x{shape[1]} (initial state), {mode}; '
             + ', '.join(f'{n}: {g:.3f}' for n, g in zip(self.profile.pool_names,
                                                       self.profile.owned_gmacs))
             + f', fixed: {self.profile.fixed_gmacs:.3f}')
@@ -102,15 +177,85 @@ class DynOPoolGMACsHook(Hook):
             return output
         estimate = self.profile.estimate(self._pools)
         self._last_estimate = float(estimate.detach())
-        if self.loss_weight > 0:
-            output['loss_gmacs'] = estimate * self.loss_weight
+        if self.lam > 0 and self.frozen is None:
+            output['loss_gmacs'] = estimate * self.lam
         return output
+
+    # ----------------------------------------------------------------- budget mode
+    def _dual_step(self, gmacs: float) -> None:
+        """``mu <- max(0, mu + lambda_lr * (G / T - 1))`` with ``mu = lambda * T``."""
+        target = self.target_gmacs
+        mu = max(0.0, self.lam * target + self.lambda_lr * (gmacs / target - 1.0))
+        lam = torch.tensor([mu / target], dtype=torch.float64)
+        dist.broadcast(lam, src=0)  # identical on every rank (no-op without DDP)
+        self.lam = float(lam.item())
+
+    @torch.no_grad()
+    def project_to_budget(self) -> float:
+        """Scale every pool's ratio by one factor so that ``GMACs^t <= T``.
+
+        Bisection on ``s`` (ratios ``r * s``, clamped to each pool's allowed range) for
+        the largest ``s`` whose estimate (at the profiled input size, integer sizes) is
+        within the budget. Returns the GMACs after the projection.
+        """
+        target = self.target_gmacs
+        start = [p.alpha.detach().clone() for p in self._pools]
+
+        def set_scale(scale: float) -> float:
+            for pool, alpha in zip(self._pools, start):
+                new = (alpha / scale).clamp(1.0 / pool.max_ratio, 1.0 / pool.min_ratio)
+                pool.alpha.copy_(new)
+                pool.guard_alpha()
+            return float(self.profile.estimate(self._pools))
+
+        lo, hi = 1e-3, 1.0
+        while set_scale(hi) <= target and hi < 64:
+            lo, hi = hi, hi * 2
+        for _ in range(60):
+            mid = math.sqrt(lo * hi)
+            if set_scale(mid) <= target:
+                lo = mid
+            else:
+                hi = mid
+        return set_scale(lo)
+
+    def _freeze(self, runner) -> None:
+        gmacs = self.current_gmacs()
+        target = self.target_gmacs
+        if gmacs > target or self.lam > 0:
+            after = self.project_to_budget()
+            runner.logger.info(
+                f'DynOPoolGMACsHook: projected the ratios onto the budget at iteration '
+                f'{runner.iter}: {gmacs:.4g} -> {after:.4g} GMACs (target {target:.4g}, '
+                f'lambda {self.lam:.4g})')
+        self.frozen = [p.alpha.detach().clone() for p in self._pools]
+        runner.logger.info(
+            f'DynOPoolGMACsHook: alphas frozen at iteration {runner.iter} '
+            f'({self.current_gmacs():.4g} GMACs, {self.current_gmacs() / target:.4f} x '
+            'target)')
+
+    def _restore_frozen(self) -> None:
+        with torch.no_grad():
+            for pool, alpha in zip(self._pools, self.frozen):
+                pool.alpha.copy_(alpha)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
         hub = runner.message_hub
         if self._last_estimate is not None:
             hub.update_scalar('train/gmacs', self._last_estimate)
+        if self.budget_mode and self.profile is not None:
+            if self.frozen is not None:
+                self._restore_frozen()  # undo the optimizer's step (momentum) on alpha
+            elif self._last_estimate is not None:
+                self._dual_step(self._last_estimate)
+                if runner.iter + 1 >= math.ceil(self.freeze_after * runner.max_iters):
+                    self._freeze(runner)
+            hub.update_scalar('train/gmacs_lambda', self.lam)
+            hub.update_scalar('train/gmacs_to_target',
+                              (self._last_estimate or 0.0) / self.target_gmacs)
+        elif self.profile is not None:
+            hub.update_scalar('train/gmacs_lambda', self.lam)
         for pool, name in zip(self._pools, self.profile.pool_names):
             if pool.last_size is None:
                 continue
@@ -119,6 +264,34 @@ class DynOPoolGMACsHook(Hook):
             hub.update_scalar(f'train/{name}/w', float(pool.last_size[1]))
             hub.update_scalar(f'train/{name}/r_h', r_h)
             hub.update_scalar(f'train/{name}/r_w', r_w)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint[self._CKPT_KEY] = dict(
+            lam=self.lam, target_ratio=self.target_ratio,
+            frozen=None if self.frozen is None else [a.cpu() for a in self.frozen])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state: Optional[Dict] = checkpoint.get(self._CKPT_KEY)
+        if state is None:
+            return
+        if state.get('target_ratio') != self.target_ratio:
+            runner.logger.warning(
+                f'DynOPoolGMACsHook: the checkpoint was trained with target_ratio='
+                f"{state.get('target_ratio')}, this run uses {self.target_ratio}; "
+                'lambda continues from the checkpoint')
+        self.lam = float(state['lam'])
+        frozen = state.get('frozen')
+        self.frozen = None if frozen is None else [a.clone() for a in frozen]
+
+    def before_train(self, runner) -> None:
+        self._before_train(runner)
+        if self.frozen is not None:
+            if len(self.frozen) != len(self._pools):
+                raise ValueError('DynOPoolGMACsHook: the checkpoint froze '
+                                 f'{len(self.frozen)} pools, the model has '
+                                 f'{len(self._pools)}')
+            self.frozen = [a.to(p.alpha.device) for a, p in zip(self.frozen, self._pools)]
+            self._restore_frozen()
 
     def after_train(self, runner) -> None:
         if self._handle is not None:

@@ -1,0 +1,246 @@
+"""Accuracy vs GMACs trade-off curves (thesis Figure 5.2) for any model.
+
+The human-designed model is trained and evaluated at several input scales (the thesis
+varies the input resolution of the human model, as NAS methods do); the DynOPool model
+at several GMACs budgets (``DynOPoolGMACsHook(target_ratio=...)``, instead of the
+thesis' sweep over lambda, which does not say in advance what cost it gives). Every point
+is trained ``seeds`` times through the OpenMMLab ``tools/train.py`` (see
+:mod:`mmseg_dynopool.analysis.runs`); the JSON and the plot give the mean and the
+standard deviation over seeds. Each trained model's GMACs are counted at its evaluation
+input size: ``scale x crop`` for the human model, the crop for DynOPool.
+
+Scaling a config (:func:`scale_pipelines`) multiplies every spatial size of the train
+pipeline (``RandomResize``/``Resize`` ``scale``, ``RandomCrop``/``CenterCrop``
+``crop_size``, ``Pad`` ``size``, ``RandomResizedCrop``/``ResizeEdge`` ``scale``) and of
+the data preprocessor, and resizes evaluation images by the scale (mmseg: a ``Resize``
+with ``scale_factor`` before ``LoadAnnotations``, so labels stay at full resolution
+and predictions are scored at the original size; mmpretrain: the test pipeline's sizes).
+"""
+import copy
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+from .runs import mean_std, train_run
+
+_SIZE_KEYS = {
+    'RandomResize': 'scale', 'Resize': 'scale', 'RandomCrop': 'crop_size',
+    'CenterCrop': 'crop_size', 'Pad': 'size', 'RandomResizedCrop': 'scale',
+    'ResizeEdge': 'scale',
+}
+
+
+def _scaled(value, scale: float):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(round(value * scale))
+    if isinstance(value, (list, tuple)):
+        return type(value)(int(round(v * scale)) for v in value)
+    return value
+
+
+def _scale_pipeline(pipeline: List[dict], scale: float) -> None:
+    for step in pipeline:
+        key = _SIZE_KEYS.get(step.get('type'))
+        if key and step.get(key) is not None:
+            step[key] = _scaled(step[key], scale)
+        if step.get('type') == 'RandomChoiceResize' and step.get('scales'):
+            step['scales'] = [_scaled(s, scale) for s in step['scales']]
+
+
+def _dataloaders(cfg) -> List[dict]:
+    out = []
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        datasets = [loader['dataset']]
+        while datasets:
+            ds = datasets.pop()
+            if ds.get('datasets'):
+                datasets.extend(ds['datasets'])
+            elif ds.get('dataset'):
+                datasets.append(ds['dataset'])
+            else:
+                out.append((key, ds))
+    return out
+
+
+def scale_pipelines(cfg, scale: float):
+    """A copy of ``cfg`` whose inputs are ``scale`` times as large (see module doc)."""
+    cfg = copy.deepcopy(cfg)
+    if scale == 1.0:
+        return cfg
+    scope = cfg.get('default_scope', 'mmseg')
+    for key, ds in _dataloaders(cfg):
+        pipeline = ds.get('pipeline')
+        if pipeline is None:
+            continue
+        if key == 'train_dataloader' or scope != 'mmseg':
+            _scale_pipeline(pipeline, scale)
+        else:
+            # Resize the image only; annotations are loaded after it at full size.
+            has_resize = any(s.get('type') == 'Resize' for s in pipeline)
+            if has_resize:
+                for step in pipeline:
+                    if step.get('type') == 'Resize':
+                        step['scale'] = _scaled(step['scale'], scale)
+            else:
+                load = next(i for i, s in enumerate(pipeline)
+                            if s.get('type') == 'LoadImageFromFile')
+                pipeline.insert(load + 1, dict(type='Resize', scale_factor=scale,
+                                               keep_ratio=True))
+                ann = [i for i, s in enumerate(pipeline) if s.get('type') ==
+                       'LoadAnnotations']
+                if ann and ann[0] < load + 1:
+                    raise ValueError('LoadAnnotations before LoadImageFromFile: cannot '
+                                     'scale the evaluation images only')
+    pre = cfg.model.get('data_preprocessor')
+    if pre is not None and pre.get('size') is not None:
+        pre['size'] = _scaled(pre['size'], scale)
+    if cfg.get('crop_size') is not None:
+        cfg.crop_size = _scaled(cfg.crop_size, scale)
+    return cfg
+
+
+def eval_shape(cfg) -> List[int]:
+    """The (H, W) the model sees at evaluation: the crop / preprocessor size."""
+    pre = cfg.model.get('data_preprocessor') or {}
+    size = cfg.get('crop_size') or pre.get('size')
+    if size is None:
+        for step in cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', []):
+            if step.get('type') in ('CenterCrop', ):
+                size = step['crop_size']
+    if size is None:
+        raise ValueError('cannot tell the evaluation input size: set crop_size or '
+                         'model.data_preprocessor.size in the config')
+    size = [size, size] if isinstance(size, int) else list(size)
+    return [int(size[0]), int(size[1])]
+
+
+def _set_budget(cfg, target: float):
+    cfg = copy.deepcopy(cfg)
+    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') ==
+             'DynOPoolGMACsHook']
+    if not hooks:
+        raise ValueError('the DynOPool config has no DynOPoolGMACsHook in custom_hooks')
+    hooks[0]['target_ratio'] = float(target)
+    return cfg
+
+
+def _describe(result: Dict, shape: Sequence[int]) -> Dict:
+    from .report import build_model_from_config, model_report
+    model = build_model_from_config(result['config'], result['checkpoint'])
+    report = model_report(model, tuple(shape))
+    sizes = report['levels'] or [layer['size'] for layer in report['layers']]
+    return dict(gmacs=report['gmacs'], sizes=sizes)
+
+
+def _point(name: str, cfg, work_root: str, seeds: int, gpus: int,
+           cfg_options: Sequence[str], shape: Sequence[int], quiet: bool) -> Dict:
+    runs = []
+    for seed in range(seeds):
+        work_dir = osp.join(work_root, name, f'seed{seed}')
+        os.makedirs(work_dir, exist_ok=True)
+        config = osp.join(work_dir, 'config.py')
+        if not osp.isfile(osp.join(work_dir, 'result.json')):
+            cfg.dump(config)
+        result = train_run(config, work_dir,
+                           list(cfg_options) + [f'randomness.seed={seed}'], gpus=gpus,
+                           label=f'{name} seed {seed}', quiet=quiet)
+        if 'gmacs' not in result:
+            result.update(_describe(result, shape))
+            with open(osp.join(work_dir, 'result.json'), 'w') as f:
+                json.dump(result, f, indent=2)
+        runs.append(result)
+    metric = mean_std([r['metric'] for r in runs])
+    gmacs = mean_std([r['gmacs'] for r in runs])
+    return dict(metric=metric['mean'], metric_std=metric['std'],
+                metrics=[r['metric'] for r in runs], gmacs=gmacs['mean'],
+                gmacs_std=gmacs['std'], input_shape=list(shape),
+                metric_key=runs[0]['metric_key'], sizes=runs[0]['sizes'],
+                sizes_per_seed=[r['sizes'] for r in runs])
+
+
+def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
+             scales: Sequence[float] = (0.75, 0.875, 1.0, 1.125, 1.25),
+             targets: Sequence[float] = (0.6, 0.8, 1.0, 1.25), seeds: int = 1,
+             gpus: int = 1, cfg_options: Sequence[str] = (),
+             quiet: bool = False) -> Dict:
+    """Train and evaluate both curves; writes and returns ``tradeoff.json``'s content."""
+    from mmengine.config import Config
+    if seeds < 1:
+        raise ValueError(f'seeds must be >= 1, got {seeds}')
+    human = Config.fromfile(human_config)
+    dyn = Config.fromfile(dynopool_config)
+    options = dict(_parse_options(cfg_options))
+    if options:
+        human.merge_from_dict(options)
+        dyn.merge_from_dict(options)
+    base_shape = eval_shape(dyn)
+    out: Dict[str, List[Dict]] = dict(human=[], dynopool=[])
+    for scale in scales:
+        cfg = scale_pipelines(human, scale)
+        shape = [int(round(v * scale)) for v in eval_shape(human)]
+        point = _point(f'human_scale{scale:g}', cfg, work_dir, seeds, gpus, (), shape,
+                       quiet)
+        out['human'].append(dict(scale=float(scale), **point))
+        _write(out, work_dir, human_config, dynopool_config, seeds)
+    for target in targets:
+        cfg = _set_budget(dyn, target)
+        point = _point(f'dynopool_target{target:g}', cfg, work_dir, seeds, gpus, (),
+                       base_shape, quiet)
+        out['dynopool'].append(dict(target=float(target), **point))
+        _write(out, work_dir, human_config, dynopool_config, seeds)
+    plot_tradeoff(out, osp.join(work_dir, 'tradeoff.png'))
+    return out
+
+
+def _parse_options(options: Sequence[str]):
+    """``key=value`` strings as ``tools/train.py --cfg-options`` parses them."""
+    from mmengine.config import DictAction
+    for item in options:
+        if '=' not in item:
+            raise ValueError(f'--cfg-options entries must be key=value, got {item!r}')
+        key, value = item.split('=', 1)
+        yield key, DictAction._parse_iterable(value)
+
+
+def _write(out: Dict, work_dir: str, human_config: str, dynopool_config: str,
+           seeds: int) -> None:
+    data = dict(out, human_config=human_config, dynopool_config=dynopool_config,
+                seeds=seeds)
+    with open(osp.join(work_dir, 'tradeoff.json'), 'w') as f:
+        json.dump(data, f, indent=2)
+
+
+def plot_tradeoff(data: Dict, path: str, title: Optional[str] = None) -> str:
+    """Metric vs GMACs, both curves, error bars = standard deviation over seeds."""
+    from .plots import _pyplot
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for key, label, marker, tag in (('human', 'human-designed (input scale)', 'o',
+                                     'scale'),
+                                    ('dynopool', 'DynOPool (GMACs budget)', 's',
+                                     'target')):
+        points = sorted(data.get(key, []), key=lambda p: p['gmacs'])
+        if not points:
+            continue
+        ax.errorbar([p['gmacs'] for p in points], [p['metric'] for p in points],
+                    yerr=[p['metric_std'] for p in points],
+                    xerr=[p.get('gmacs_std', 0.0) for p in points], marker=marker,
+                    capsize=3, label=label)
+        for p in points:
+            ax.annotate(f"{p[tag]:g}", (p['gmacs'], p['metric']), fontsize=7,
+                        textcoords='offset points', xytext=(3, 3))
+    metric_key = next((p['metric_key'] for k in ('human', 'dynopool')
+                       for p in data.get(k, [])), 'metric')
+    ax.set_xlabel('GMACs per image')
+    ax.set_ylabel(metric_key)
+    ax.set_title(title or 'Accuracy vs GMACs (Figure 5.2)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
+    plt.close(fig)
+    return path
