@@ -15,7 +15,12 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import threading
 from typing import Dict, List, Optional, Sequence
+
+# mmengine's config parsing (pkg_resources) is not thread-safe; runs may be started
+# from several threads (run_main_job.py --jobs).
+_CONFIG_LOCK = threading.Lock()
 
 # Validation metric per OpenMMLab scope (what mmengine logs after the val loop).
 METRIC_KEYS = {'mmseg': 'mIoU', 'mmpretrain': 'accuracy/top1'}
@@ -116,7 +121,8 @@ def train_run(config: str, work_dir: str, cfg_options: Sequence[str] = (),
             print(f'[{label}] already done: {result["metric_key"]} '
                   f'{result["metric"]:.2f} ({done})', flush=True)
         return result
-    scope = Config.fromfile(config).get('default_scope', 'mmseg')
+    with _CONFIG_LOCK:
+        scope = Config.fromfile(config).get('default_scope', 'mmseg')
     key = METRIC_KEYS.get(scope)
     if key is None:
         raise ValueError(f'{config}: default_scope {scope!r} is not one of '
