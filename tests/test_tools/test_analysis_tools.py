@@ -29,7 +29,7 @@ from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolE
 from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
                                    load_frozen, run_onnx)
 
-from .conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
+from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
 
 SHAPE = (64, 80)  # non-square, so a swapped h/w shows
 # Moved away from 0.5 (human-equivalent), incl. an upsampling-ish stem and a non-square

@@ -1,0 +1,74 @@
+"""tools/analysis/tradeoff.py end to end on tiny configs (two points per curve)."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmseg_dynopool.analysis.tradeoff import eval_shape, scale_pipelines
+
+from ..conftest import REPO, SYNTH_HUMAN_CFG, tiny_cfg
+
+SYNTH_DPS_CFG = osp.join(REPO, 'configs', 'synthetic',
+                         'fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
+
+
+def test_scale_pipelines_scales_train_sizes_and_eval_images_only():
+    cfg = Config.fromfile(SYNTH_HUMAN_CFG)
+    scaled = scale_pipelines(cfg, 0.75)
+    train = {s['type']: s for s in scaled.train_dataloader.dataset.pipeline}
+    assert tuple(train['RandomCrop']['crop_size']) == (72, 72)
+    assert tuple(train['Pad']['size']) == (72, 72)
+    assert tuple(train['RandomResize']['scale']) == (84, 84)
+    assert tuple(scaled.model.data_preprocessor.size) == (72, 72)
+    assert eval_shape(scaled) == [72, 72] and eval_shape(cfg) == [96, 96]
+    test = [s['type'] for s in scaled.test_dataloader.dataset.pipeline]
+    # The image is resized before the annotations are loaded: labels stay full size.
+    assert test.index('Resize') < test.index('LoadAnnotations')
+    resize = next(s for s in scaled.test_dataloader.dataset.pipeline
+                  if s['type'] == 'Resize')
+    assert resize['scale_factor'] == 0.75
+    # The original is untouched; scale 1 is the identity.
+    assert tuple(cfg.model.data_preprocessor.size) == (96, 96)
+    assert scale_pipelines(cfg, 1.0).pretty_text == cfg.pretty_text
+
+
+@pytest.mark.slow
+def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
+    configs = []
+    for name, path in (('human', SYNTH_HUMAN_CFG), ('dps', SYNTH_DPS_CFG)):
+        cfg = tiny_cfg(path, voc_root, str(tmp_path / 'unused'), iters=2)
+        cfg.default_hooks.logger.interval = 1
+        out = str(tmp_path / f'{name}.py')
+        cfg.dump(out)
+        configs.append(out)
+    work = tmp_path / 'tradeoff'
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis', 'tradeoff.py'), *configs,
+           '--work-dir', str(work), '--scales', '0.75', '1.0', '--targets', '0.7', '1.0',
+           '--seeds', '1']
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((work / 'tradeoff.json').read_text())
+    assert [p['scale'] for p in data['human']] == [0.75, 1.0]
+    assert [p['target'] for p in data['dynopool']] == [0.7, 1.0]
+    for p in data['human'] + data['dynopool']:
+        assert 0 <= p['metric'] <= 100 and p['metric_key'] == 'mIoU'
+        assert p['metric_std'] == 0.0 and len(p['metrics']) == 1  # one seed
+        assert p['gmacs'] > 0
+    small, full = data['human']
+    assert small['input_shape'] == [48, 48] and full['input_shape'] == [64, 64]
+    assert small['gmacs'] == pytest.approx(full['gmacs'] * 0.75 ** 2, rel=0.1)
+    tight, loose = data['dynopool']
+    # The budget is a cap: the 0.7 model costs at most 0.7 x (1.03) the initial model,
+    # which is the human model at scale 1.
+    assert tight['gmacs'] <= 0.7 * 1.03 * full['gmacs'] * 1.02
+    assert len(tight['sizes']) == 5
+    assert (work / 'tradeoff.png').stat().st_size > 1000
+    assert 'mIoU' in proc.stdout
+    # Re-running finds every point done and trains nothing.
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count('already done') == 4
+    assert '] iter ' not in again.stdout
