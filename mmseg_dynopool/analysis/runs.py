@@ -73,7 +73,7 @@ def run_streaming(cmd: Sequence[str], log_path: str, label: str, cwd: str,
                 extra = f'  gmacs {float(gm.group(1)):.4f}' if gm else ''
                 print(f'[{label}] iter {it}/{total}  loss {float(loss):.4f}{extra}  '
                       f'eta {eta}', flush=True)
-            elif 'mIoU' in line and '|' not in line or 'accuracy/top1' in line:
+            elif '(val)' in line and ('mIoU' in line or 'accuracy/top1' in line):
                 print(f'[{label}] {line.strip()[-160:]}', flush=True)
         proc.wait()
     text = ''.join(lines)

@@ -39,6 +39,7 @@ def _train(voc_root, work_dir, iters, hook_kwargs, loss_weight=0.0, alpha_lr_mul
     (dict(target_ratio=float('nan')), 'target_ratio'),
     (dict(target_ratio='0.8'), 'target_ratio'),
     (dict(target_ratio=0.8, lambda_lr=0), 'lambda_lr'),
+    (dict(target_ratio=0.8, lambda_p=-1), 'lambda_p'),
     (dict(target_ratio=0.8, freeze_after=0), 'freeze_after'),
     (dict(target_ratio=0.8, freeze_after=1.5), 'freeze_after'),
 ])
@@ -62,14 +63,26 @@ class _FakeProfile:
 def test_dual_step_follows_the_documented_rule_and_never_goes_negative():
     hook = DynOPoolGMACsHook(loss_weight=0.0, target_ratio=0.5, lambda_lr=0.1)
     hook.profile = _FakeProfile()  # T = 1 GMACs
+    assert not hook.exceeded
     hook._dual_step(1.5)  # 50% over the budget: mu = 0 + 0.1 * 0.5
-    assert hook.lam == pytest.approx(0.05)
+    assert hook.lam == pytest.approx(0.05) and hook.exceeded
     hook._dual_step(1.2)  # mu = 0.05 + 0.1 * 0.2
     assert hook.lam == pytest.approx(0.07)
     hook._dual_step(0.2)  # far below: mu would be 0.07 - 0.08 < 0 -> 0
     assert hook.lam == 0.0
     hook._dual_step(0.5)
-    assert hook.lam == 0.0
+    assert hook.lam == 0.0 and hook.exceeded  # the excess is remembered
+
+
+def test_dual_step_starts_from_loss_weight_and_adds_the_proportional_term():
+    hook = DynOPoolGMACsHook(loss_weight=0.4, target_ratio=0.5, lambda_lr=0.1,
+                             lambda_p=1.0)
+    hook.profile = _FakeProfile()  # T = 1 GMACs, mu_0 = 0.4
+    hook._dual_step(0.9)  # e = -0.1: mu = 0.39, lambda = 0.39 - 0.1
+    assert hook.mu == pytest.approx(0.39) and hook.lam == pytest.approx(0.29)
+    assert not hook.exceeded  # under the budget so far
+    hook._dual_step(0.5)  # e = -0.5: mu = 0.34, lambda = max(0, 0.34 - 0.5) = 0
+    assert hook.mu == pytest.approx(0.34) and hook.lam == 0.0
 
 
 # ------------------------------------------------------------------ through the Runner

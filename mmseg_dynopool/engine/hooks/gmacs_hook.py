@@ -39,24 +39,23 @@ class DynOPoolGMACsHook(Hook):
     Works with models wrapped by (MM)DistributedDataParallel and with any model that has
     DynOPool layers (mmseg segmentors, mmpretrain classifiers).
 
-    **Budget mode** (``target_ratio`` set): the user sets the cost, lambda follows. With
-    ``T = target_ratio * GMACs^0`` (``GMACs^0``: the profiled initial cost) and
-    ``mu = lambda * T`` (the GMACs term's value at the target, comparable to the task
-    loss), after every training iteration
+    **Budget mode** (``target_ratio`` set): the user sets the cost, lambda follows
+    (docs/budget.md). With ``T = target_ratio * GMACs^0`` (the profiled initial cost),
+    ``e = GMACs^t / T - 1`` and ``mu = lambda * T`` (the GMACs term's value at the
+    budget, in units of the task loss), after every training iteration
 
-        mu <- max(0, mu + lambda_lr * (GMACs^t / T - 1))          (projected dual ascent)
+        mu <- max(0, mu + lambda_lr * e),   lambda = max(0, mu + lambda_p * e) / T
 
-    so lambda grows while the model is above its budget and decays to 0 (never below)
-    while it is under it. At ``freeze_after`` (a fraction of ``train_cfg.max_iters``;
-    1.0 = after the last iteration) the alphas are projected onto the budget and then
-    held fixed: if ``GMACs^t > T``, or if ``lambda > 0`` (the constraint is active), every
-    pool's ratio is multiplied by one common factor ``s`` (bisection, the largest ``s``
-    with ``GMACs^t <= T``), so the final model never exceeds its budget and, when the
-    budget binds, ends just below it (within the rounding of the sizes). A model the task
-    loss alone keeps below the budget is left as it is. lambda, the frozen alphas and the
-    iteration count are stored in checkpoints (``--resume`` continues the exact lambda
-    sequence) and lambda is broadcast from rank 0 so every DDP rank uses the same value.
-    Logged every iteration: ``gmacs_lambda`` and ``gmacs_to_target``.
+    (projected dual ascent, optionally with a proportional term): lambda grows while the
+    model is over budget and decays to 0, never below, while it is under. After
+    iteration ``ceil(freeze_after * max_iters)`` the alphas are projected onto the budget
+    and held fixed for the rest of training: if the model is over budget, or was over it
+    at any earlier iteration (the budget binds), every pool's ratio is multiplied by the
+    largest common factor that gives ``GMACs <= T``, so it ends at the budget from below
+    (within the rounding of the sizes); a model that never exceeded it is left alone.
+    lambda, mu, the excess flag and the frozen alphas are saved in checkpoints and
+    restored on resume (the lambda sequence continues exactly); mu is broadcast from
+    rank 0 under DDP. Logged every iteration: ``gmacs_lambda`` and ``gmacs_to_target``.
 
     Args:
         loss_weight (float): lambda of Eq. 4.8 (budget mode: lambda's starting value).
@@ -67,7 +66,8 @@ class DynOPoolGMACsHook(Hook):
         target_ratio (float, optional): budget as a fraction of the initial GMACs
             (e.g. ``69.39 / 82.55`` for Table 5.4's DP-S). None: fixed lambda.
         lambda_lr (float): step of the dual update of ``mu = lambda * T`` per iteration
-            and unit of relative violation. Default: 0.02.
+            and unit of relative excess. Default: 0.02.
+        lambda_p (float): proportional gain on the relative excess. Default: 0.
         freeze_after (float): fraction of training after which the alphas are projected
             onto the budget and frozen (budget mode only). Default: 1.0 (at the end).
 
@@ -84,6 +84,7 @@ class DynOPoolGMACsHook(Hook):
                  in_channels: int = 3,
                  target_ratio: Optional[float] = None,
                  lambda_lr: float = 0.02,
+                 lambda_p: float = 0.0,
                  freeze_after: float = 1.0) -> None:
         if not isinstance(loss_weight, (int, float)) or loss_weight < 0:
             raise ValueError(f'loss_weight must be a number >= 0, got {loss_weight!r}')
@@ -97,6 +98,8 @@ class DynOPoolGMACsHook(Hook):
                              f'as a fraction of the initial GMACs), got {target_ratio!r}')
         if not isinstance(lambda_lr, (int, float)) or not lambda_lr > 0:
             raise ValueError(f'lambda_lr must be a number > 0, got {lambda_lr!r}')
+        if not isinstance(lambda_p, (int, float)) or lambda_p < 0:
+            raise ValueError(f'lambda_p must be a number >= 0, got {lambda_p!r}')
         if not isinstance(freeze_after, (int, float)) or not 0 < freeze_after <= 1:
             raise ValueError(f'freeze_after must be in (0, 1], got {freeze_after!r}')
         self.loss_weight = float(loss_weight)
@@ -104,8 +107,11 @@ class DynOPoolGMACsHook(Hook):
         self.in_channels = in_channels
         self.target_ratio = float(target_ratio) if target_ratio is not None else None
         self.lambda_lr = float(lambda_lr)
+        self.lambda_p = float(lambda_p)
         self.freeze_after = float(freeze_after)
         self.lam = self.loss_weight  # current lambda (fixed unless in budget mode)
+        self.mu = None  # integral state of the dual update (budget mode, set at setup)
+        self.exceeded = False  # GMACs^t was above the budget at some iteration
         self.frozen: Optional[List[torch.Tensor]] = None  # alphas held after freezing
         self.profile: Optional[GMACsProfile] = None
         self._pools = []
@@ -183,12 +189,18 @@ class DynOPoolGMACsHook(Hook):
 
     # ----------------------------------------------------------------- budget mode
     def _dual_step(self, gmacs: float) -> None:
-        """``mu <- max(0, mu + lambda_lr * (G / T - 1))`` with ``mu = lambda * T``."""
+        """``mu <- max(0, mu + lambda_lr * e)``, ``lambda = max(0, mu + lambda_p * e) / T``
+        with ``e = G / T - 1`` (projected dual ascent plus a proportional term)."""
         target = self.target_gmacs
-        mu = max(0.0, self.lam * target + self.lambda_lr * (gmacs / target - 1.0))
-        lam = torch.tensor([mu / target], dtype=torch.float64)
-        dist.broadcast(lam, src=0)  # identical on every rank (no-op without DDP)
-        self.lam = float(lam.item())
+        if self.mu is None:
+            self.mu = self.lam * target
+        error = gmacs / target - 1.0
+        state = torch.tensor([max(0.0, self.mu + self.lambda_lr * error), error],
+                             dtype=torch.float64)
+        dist.broadcast(state, src=0)  # identical on every rank (no-op without DDP)
+        self.mu = float(state[0])
+        self.exceeded = self.exceeded or bool(state[1] > 0)
+        self.lam = max(0.0, self.mu + self.lambda_p * float(state[1])) / target
 
     @torch.no_grad()
     def project_to_budget(self) -> float:
@@ -222,12 +234,14 @@ class DynOPoolGMACsHook(Hook):
     def _freeze(self, runner) -> None:
         gmacs = self.current_gmacs()
         target = self.target_gmacs
-        if gmacs > target or self.lam > 0:
+        # The budget binds if the model was above it at some iteration: then it ends at
+        # the budget (from below); a model that never exceeded it is left alone.
+        if gmacs > target or self.exceeded:
             after = self.project_to_budget()
             runner.logger.info(
                 f'DynOPoolGMACsHook: projected the ratios onto the budget at iteration '
                 f'{runner.iter}: {gmacs:.4g} -> {after:.4g} GMACs (target {target:.4g}, '
-                f'lambda {self.lam:.4g})')
+                f'lambda {self.lam:.4g}, exceeded during training: {self.exceeded})')
         self.frozen = [p.alpha.detach().clone() for p in self._pools]
         runner.logger.info(
             f'DynOPoolGMACsHook: alphas frozen at iteration {runner.iter} '
@@ -267,7 +281,8 @@ class DynOPoolGMACsHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self._CKPT_KEY] = dict(
-            lam=self.lam, target_ratio=self.target_ratio,
+            lam=self.lam, mu=self.mu, exceeded=self.exceeded,
+            target_ratio=self.target_ratio,
             frozen=None if self.frozen is None else [a.cpu() for a in self.frozen])
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -280,6 +295,8 @@ class DynOPoolGMACsHook(Hook):
                 f"{state.get('target_ratio')}, this run uses {self.target_ratio}; "
                 'lambda continues from the checkpoint')
         self.lam = float(state['lam'])
+        self.mu = state.get('mu')
+        self.exceeded = bool(state.get('exceeded', False))
         frozen = state.get('frozen')
         self.frozen = None if frozen is None else [a.clone() for a in frozen]
 
