@@ -20,9 +20,13 @@ import copy
 import json
 import os
 import os.path as osp
+import threading
 from typing import Dict, List, Optional, Sequence
 
 from .runs import mean_std, train_run
+
+# Config dumping, model building and FlopAnalyzer run one thread at a time.
+_DESCRIBE_LOCK = threading.Lock()
 
 _SIZE_KEYS = {
     'RandomResize': 'scale', 'Resize': 'scale', 'RandomCrop': 'crop_size',
@@ -136,23 +140,25 @@ def _describe(result: Dict, shape: Sequence[int]) -> Dict:
     return dict(gmacs=report['gmacs'], sizes=sizes)
 
 
-def _point(name: str, cfg, work_root: str, seeds: int, gpus: int,
-           cfg_options: Sequence[str], shape: Sequence[int], quiet: bool) -> Dict:
-    runs = []
-    for seed in range(seeds):
-        work_dir = osp.join(work_root, name, f'seed{seed}')
-        os.makedirs(work_dir, exist_ok=True)
-        config = osp.join(work_dir, 'config.py')
-        if not osp.isfile(osp.join(work_dir, 'result.json')):
+def _run_seed(name: str, cfg, work_root: str, seed: int, gpus: int,
+              shape: Sequence[int], quiet: bool) -> Dict:
+    work_dir = osp.join(work_root, name, f'seed{seed}')
+    os.makedirs(work_dir, exist_ok=True)
+    config = osp.join(work_dir, 'config.py')
+    if not osp.isfile(osp.join(work_dir, 'result.json')):
+        with _DESCRIBE_LOCK:
             cfg.dump(config)
-        result = train_run(config, work_dir,
-                           list(cfg_options) + [f'randomness.seed={seed}'], gpus=gpus,
-                           label=f'{name} seed {seed}', quiet=quiet)
-        if 'gmacs' not in result:
+    result = train_run(config, work_dir, [f'randomness.seed={seed}'], gpus=gpus,
+                       label=f'{name} seed {seed}', quiet=quiet)
+    if 'gmacs' not in result:
+        with _DESCRIBE_LOCK:  # model building / FlopAnalyzer: one at a time
             result.update(_describe(result, shape))
-            with open(osp.join(work_dir, 'result.json'), 'w') as f:
-                json.dump(result, f, indent=2)
-        runs.append(result)
+        with open(osp.join(work_dir, 'result.json'), 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def _summary(runs: List[Dict], shape: Sequence[int]) -> Dict:
     metric = mean_std([r['metric'] for r in runs])
     gmacs = mean_std([r['gmacs'] for r in runs])
     return dict(metric=metric['mean'], metric_std=metric['std'],
@@ -162,12 +168,24 @@ def _point(name: str, cfg, work_root: str, seeds: int, gpus: int,
                 sizes_per_seed=[r['sizes'] for r in runs])
 
 
+def default_jobs() -> int:
+    """Runs at once: 2 on a CPU-only machine with >= 2 cores, else 1 (see runs.py)."""
+    import torch
+    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
+
+
 def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
              scales: Sequence[float] = (0.75, 0.875, 1.0, 1.125, 1.25),
              targets: Sequence[float] = (0.6, 0.8, 1.0, 1.25), seeds: int = 1,
-             gpus: int = 1, cfg_options: Sequence[str] = (),
+             gpus: int = 1, cfg_options: Sequence[str] = (), jobs: Optional[int] = None,
              quiet: bool = False) -> Dict:
-    """Train and evaluate both curves; writes and returns ``tradeoff.json``'s content."""
+    """Train and evaluate both curves; writes and returns ``tradeoff.json``'s content.
+
+    ``jobs`` runs train at once (threads driving subprocesses; default
+    :func:`default_jobs`); with several, each gets ``cpu_count // jobs`` threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from mmengine.config import Config
     if seeds < 1:
         raise ValueError(f'seeds must be >= 1, got {seeds}')
@@ -178,20 +196,26 @@ def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
         human.merge_from_dict(options)
         dyn.merge_from_dict(options)
     base_shape = eval_shape(dyn)
-    out: Dict[str, List[Dict]] = dict(human=[], dynopool=[])
+    points = []  # (curve, tag value, name, cfg, shape)
     for scale in scales:
-        cfg = scale_pipelines(human, scale)
         shape = [int(round(v * scale)) for v in eval_shape(human)]
-        point = _point(f'human_scale{scale:g}', cfg, work_dir, seeds, gpus, (), shape,
-                       quiet)
-        out['human'].append(dict(scale=float(scale), **point))
-        _write(out, work_dir, human_config, dynopool_config, seeds)
+        points.append(('human', float(scale), f'human_scale{scale:g}',
+                       scale_pipelines(human, scale), shape))
     for target in targets:
-        cfg = _set_budget(dyn, target)
-        point = _point(f'dynopool_target{target:g}', cfg, work_dir, seeds, gpus, (),
-                       base_shape, quiet)
-        out['dynopool'].append(dict(target=float(target), **point))
-        _write(out, work_dir, human_config, dynopool_config, seeds)
+        points.append(('dynopool', float(target), f'dynopool_target{target:g}',
+                       _set_budget(dyn, target), base_shape))
+    jobs = jobs or default_jobs()
+    if jobs > 1:
+        os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // jobs)))
+    os.makedirs(work_dir, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [[pool.submit(_run_seed, name, cfg, work_dir, seed, gpus, shape, quiet)
+                    for seed in range(seeds)] for _, _, name, cfg, shape in points]
+        out: Dict[str, List[Dict]] = dict(human=[], dynopool=[])
+        for (curve, value, _, _, shape), runs in zip(points, futures):
+            tag = 'scale' if curve == 'human' else 'target'
+            out[curve].append({tag: value, **_summary([f.result() for f in runs], shape)})
+            _write(out, work_dir, human_config, dynopool_config, seeds)
     plot_tradeoff(out, osp.join(work_dir, 'tradeoff.png'))
     return out
 

@@ -61,7 +61,8 @@ class _FakeProfile:
 
 
 def test_dual_step_follows_the_documented_rule_and_never_goes_negative():
-    hook = DynOPoolGMACsHook(loss_weight=0.0, target_ratio=0.5, lambda_lr=0.1)
+    hook = DynOPoolGMACsHook(loss_weight=0.0, target_ratio=0.5, lambda_lr=0.1,
+                             lambda_p=0.0)
     hook.profile = _FakeProfile()  # T = 1 GMACs
     assert not hook.exceeded
     hook._dual_step(1.5)  # 50% over the budget: mu = 0 + 0.1 * 0.5
@@ -190,3 +191,26 @@ def test_ddp_ranks_share_lambda(voc_root, tmp_path):
     lam1 = [r['lam'] for r in r1['records']]
     assert len(lam0) == 4 and lam0 == lam1
     assert max(lam0) > 0
+
+
+def test_projection_lands_within_the_rounding_of_the_budget(voc_root, tmp_path):
+    """From sizes far below and far above the budget, in both directions."""
+    cfg = tiny_config(voc_root, str(tmp_path), 1, loss_weight=0.0,
+                      hook_kwargs=dict(target_ratio=0.84))
+    cfg.model.data_preprocessor.size = (96, 96)
+    runner = Runner.from_cfg(cfg)
+    hook = _hook(runner)
+    hook._before_train(runner)
+    hook._setup(runner, (96, 96))
+    target = hook.target_gmacs
+    pools = [m for _, m in dynopool_layers(runner.model)]
+    for ratios in ([(0.3, 0.35), (0.4, 0.3), (0.45, 0.5), (0.5, 0.4), (0.6, 0.5)],
+                   [(0.7, 0.6), (0.55, 0.7), (0.6, 0.5), (0.5, 0.6), (0.6, 0.6)]):
+        with torch.no_grad():
+            for pool, r in zip(pools, ratios):
+                pool.alpha.copy_(torch.tensor([1 / r[0], 1 / r[1]]))
+        before = hook.current_gmacs()
+        after = hook.project_to_budget()
+        assert abs(before / target - 1) > 0.1  # the projection had work to do
+        assert after == pytest.approx(hook.current_gmacs())
+        assert 0.99 * target <= after <= target

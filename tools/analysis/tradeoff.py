@@ -31,6 +31,8 @@ def main(argv=None) -> None:
                         help='GMACs budgets of the DynOPool model (x its initial GMACs)')
     parser.add_argument('--seeds', type=int, default=1, help='runs per point')
     parser.add_argument('--gpus', type=int, default=1)
+    parser.add_argument('--jobs', type=int, default=None,
+                        help='runs at once (default: 2 on a CPU-only machine, 1 with GPUs)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value overrides applied to both configs')
     parser.add_argument('--quiet', action='store_true', help='no progress lines')
@@ -46,6 +48,7 @@ def main(argv=None) -> None:
     data = tradeoff(osp.abspath(args.human_config), osp.abspath(args.dynopool_config),
                     osp.abspath(args.work_dir), scales=args.scales, targets=args.targets,
                     seeds=args.seeds, gpus=args.gpus, cfg_options=args.cfg_options,
+                    jobs=args.jobs,
                     quiet=args.quiet)
     key = next(iter(data['human'] + data['dynopool']))['metric_key']
     print(f"{'curve':<10}{'point':>8}{'GMACs':>10}{key:>16}   sizes")

@@ -67,7 +67,7 @@ class DynOPoolGMACsHook(Hook):
             (e.g. ``69.39 / 82.55`` for Table 5.4's DP-S). None: fixed lambda.
         lambda_lr (float): step of the dual update of ``mu = lambda * T`` per iteration
             and unit of relative excess. Default: 0.02.
-        lambda_p (float): proportional gain on the relative excess. Default: 0.
+        lambda_p (float): proportional gain on the relative excess. Default: 0.5.
         freeze_after (float): fraction of training after which the alphas are projected
             onto the budget and frozen (budget mode only). Default: 1.0 (at the end).
 
@@ -84,7 +84,7 @@ class DynOPoolGMACsHook(Hook):
                  in_channels: int = 3,
                  target_ratio: Optional[float] = None,
                  lambda_lr: float = 0.02,
-                 lambda_p: float = 0.0,
+                 lambda_p: float = 0.5,
                  freeze_after: float = 1.0) -> None:
         if not isinstance(loss_weight, (int, float)) or loss_weight < 0:
             raise ValueError(f'loss_weight must be a number >= 0, got {loss_weight!r}')
@@ -204,32 +204,58 @@ class DynOPoolGMACsHook(Hook):
 
     @torch.no_grad()
     def project_to_budget(self) -> float:
-        """Scale every pool's ratio by one factor so that ``GMACs^t <= T``.
+        """Scale the pools' ratios so that ``GMACs^t <= T``, as close to ``T`` as the
+        integer sizes allow.
 
-        Bisection on ``s`` (ratios ``r * s``, clamped to each pool's allowed range) for
-        the largest ``s`` whose estimate (at the profiled input size, integer sizes) is
-        within the budget. Returns the GMACs after the projection.
+        1. One common factor ``s`` for every ratio (both axes of every pool, clamped to
+           each pool's allowed range): bisection for the largest ``s`` whose estimate
+           (at the profiled input size, integer sizes) is within the budget.
+        2. The rounding of step 1 can leave a gap of a few percent (one more row of the
+           largest map may cost more than the gap). It is filled greedily: for each pool
+           and axis in turn (first pool first), the largest extra factor on that one
+           ratio that keeps ``GMACs^t <= T``.
+
+        Returns the GMACs after the projection.
         """
         target = self.target_gmacs
         start = [p.alpha.detach().clone() for p in self._pools]
+        factors = [torch.ones_like(a) for a in start]
 
-        def set_scale(scale: float) -> float:
-            for pool, alpha in zip(self._pools, start):
-                new = (alpha / scale).clamp(1.0 / pool.max_ratio, 1.0 / pool.min_ratio)
+        def apply() -> float:
+            for pool, alpha, factor in zip(self._pools, start, factors):
+                new = (alpha / factor).clamp(1.0 / pool.max_ratio, 1.0 / pool.min_ratio)
                 pool.alpha.copy_(new)
                 pool.guard_alpha()
             return float(self.profile.estimate(self._pools))
 
-        lo, hi = 1e-3, 1.0
-        while set_scale(hi) <= target and hi < 64:
-            lo, hi = hi, hi * 2
-        for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            if set_scale(mid) <= target:
-                lo = mid
-            else:
-                hi = mid
-        return set_scale(lo)
+        def largest(setter, lo: float, hi: float) -> float:
+            """Largest value in [lo, hi) with GMACs <= T (lo must be feasible)."""
+            for _ in range(50):
+                mid = math.sqrt(lo * hi)
+                setter(mid)
+                if apply() <= target:
+                    lo = mid
+                else:
+                    hi = mid
+            setter(lo)
+            return lo
+
+        def set_all(value: float) -> None:
+            for f in factors:
+                f.fill_(value)
+
+        hi = 1.0
+        set_all(hi)
+        while apply() <= target and hi < 64:
+            hi *= 2
+            set_all(hi)
+        common = largest(set_all, 1e-3, hi)
+        for i in range(len(factors)):
+            for axis in range(2):
+                def set_one(value: float, i=i, axis=axis) -> None:
+                    factors[i][axis] = common * value
+                largest(set_one, 1.0, 4.0)
+        return apply()
 
     def _freeze(self, runner) -> None:
         gmacs = self.current_gmacs()
