@@ -29,7 +29,7 @@ $(VENV)/.mmcv-done: $(VENV)/.torch-done
 
 # The fused CPU kernel of DynOPool, compiled in place (~1 min); rebuilt when it changes.
 EXT := mmseg_dynopool/_C.done
-$(EXT): $(VENV)/.mmcv-done mmseg_dynopool/csrc/dynopool_cpu.cpp setup.py
+$(EXT): $(VENV)/.mmcv-done mmseg_dynopool/ops/cpu/dynopool_cpu.cpp setup.py
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
@@ -46,9 +46,9 @@ main: setup
 	$(PY) tools/run_main_job.py
 
 # Figure 5.2 on the built-in data: the tiny HRNet at 3 input scales vs DynOPool at 3
-# GMACs budgets, 3 seeds each, 400 iterations per run (~25 min on 2 cores).
+# GMACs budgets, 3 seeds each, 300 iterations per run (~20-25 min on 2 cores).
 SYNTH_DATA := data/synthetic_voc/VOC2012
-TRADEOFF_ITERS := 400
+TRADEOFF_ITERS := 300
 tradeoff: setup
 	test -f $(SYNTH_DATA)/ImageSets/Segmentation/train.txt || $(PY) -c "from mmseg_dynopool.datasets import write_synthetic_voc as w; w('$(SYNTH_DATA)', 120, 30, seed=0)"
 	$(PY) tools/analysis/tradeoff.py configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py \
@@ -62,6 +62,12 @@ tradeoff: setup
 bench: setup
 	$(PY) tools/benchmark/bench_dynopool.py
 	$(PY) tools/benchmark/bench_hrnet.py
+
+# GPU benchmark (issue 12): DynOPool vs MaxPool2d at HRNet-W48's shapes, and FCN-HRNetV2-W48
+# training steps (human / DynOPool at init / at Table 5.4's sizes). Needs a CUDA device.
+.PHONY: bench-gpu
+bench-gpu: setup
+	$(PY) tools/benchmark/bench_gpu.py
 
 clean-venv:
 	rm -rf $(VENV)

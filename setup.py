@@ -14,7 +14,7 @@ def extensions():
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:  # torch not importable at build time: pure-Python install
         return [], {}
-    ext = CppExtension('mmseg_dynopool._C', ['mmseg_dynopool/csrc/dynopool_cpu.cpp'],
+    ext = CppExtension('mmseg_dynopool._C', ['mmseg_dynopool/ops/cpu/dynopool_cpu.cpp'],
                        extra_compile_args=['-O3', '-std=c++20'])
     return [ext], {'build_ext': BuildExtension}
 
@@ -26,7 +26,7 @@ setup(
     version='0.1.0',
     description='DynOPool (learnable feature-map resizing) for MMSegmentation and MMPretrain',
     packages=find_packages(include=['mmseg_dynopool', 'mmseg_dynopool.*']),
-    package_data={'mmseg_dynopool': ['csrc/*.cpp']},
+    package_data={'mmseg_dynopool': ['ops/cpu/*.cpp']},
     python_requires='>=3.9',
     install_requires=['torch', 'mmengine', 'mmcv', 'mmsegmentation'],
     ext_modules=ext_modules,

@@ -44,3 +44,49 @@ def tiny_cfg(config: str, voc_root: str, work_dir: str, iters: int = 4, crop: in
     cfg.default_hooks.checkpoint.interval = iters
     cfg.merge_from_dict(overrides)
     return cfg
+
+
+def tiny_voc_aug_cfg(config: str, voc_root: str, work_dir: str, iters: int = 2,
+                     crop: int = 48, **overrides):
+    """Load an mmseg VOC-aug config (``ConcatDataset`` of train + aug) shrunk for a
+    seconds-long run through the Runner on :func:`voc_root`-style data written with
+    ``with_aug=True``: data root, crop/resize sizes, batch 2, ``iters`` iterations,
+    plain BN (no process group on one CPU). Only sizes, paths and the schedule change."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    cfg.work_dir = work_dir
+    cfg.model.data_preprocessor.size = (crop, crop)
+    datasets = list(cfg.train_dataloader.dataset.get('datasets', [])) or [
+        cfg.train_dataloader.dataset]
+    for ds in datasets + [cfg.val_dataloader.dataset]:
+        ds.data_root = voc_root
+        for step in ds.pipeline:
+            if step['type'] == 'RandomCrop':
+                step['crop_size'] = (crop, crop)
+            elif step['type'] == 'Pad':
+                step['size'] = (crop, crop)
+            elif step['type'] in ('RandomResize', 'Resize'):
+                step['scale'] = (crop + 16, crop + 16)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+    for scheduler in cfg.param_scheduler:
+        scheduler['end'] = min(scheduler.get('end', iters), iters)
+        scheduler['begin'] = min(scheduler.get('begin', 0), max(iters - 1, 0))
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.interval = 1
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def main_job_voc_root(tmp_path_factory):
+    """The main job's synthetic dataset (120 training images, default sizes)."""
+    from mmseg_dynopool.datasets import write_synthetic_voc
+    root = str(tmp_path_factory.mktemp('synthvoc_main') / 'VOC2012')
+    write_synthetic_voc(root, num_train=120, num_val=4, seed=0)
+    return root

@@ -55,6 +55,22 @@ class GMACsProfile:
             sizes[i] = pools[i].continuous_size(in_size)
         return sizes  # type: ignore[return-value]
 
+    def host_estimate(self, pools: Sequence[DynOPool]) -> float:
+        """The forward value of :meth:`estimate` computed on the host from each pool's
+        host copy of alpha (``DynOPool.host_output_size``): no device synchronisation
+        beyond the one per step the pools already share."""
+        if not all(hasattr(p, 'host_output_size') for p in pools):
+            return float(self.estimate(pools))
+        sizes: List[Optional[Tuple[int, int]]] = [None] * len(pools)
+        for i in self.pool_order:
+            parent = self.pool_parents[i]
+            in_size = sizes[parent] if parent is not None else self.pool_in_sizes[i]
+            sizes[i] = pools[i].host_output_size(in_size)
+        total = self.fixed_gmacs
+        for (h, w), (h0, w0), gmacs in zip(sizes, self.pool_out_sizes, self.owned_gmacs):
+            total += (h * w) / float(h0 * w0) * gmacs
+        return total
+
     def estimate(self, pools: Sequence[DynOPool]) -> Tensor:
         """GMACs for the current alphas (Eq. 4.7); differentiable w.r.t. each alpha."""
         sizes = self.sizes(pools)

@@ -4,3 +4,7 @@ from .functional import (dynopool_sample, dynopool_sample_reference, output_size
 
 __all__ = ['DynOPool', 'dynopool_layers', 'dynopool_sample', 'dynopool_sample_reference',
            'output_size', 'query_positions', 'ste_round']
+from .diffstride import DiffStride, spectral_output_sizes, spectral_pool  # noqa: E402
+from .shape_adaptor import ShapeAdaptor, shape_adaptor_size_limit  # noqa: E402
+__all__ += ['DiffStride', 'spectral_output_sizes', 'spectral_pool',
+            'ShapeAdaptor', 'shape_adaptor_size_limit']

@@ -1,9 +1,22 @@
-"""The DynOPool layer: a resizing layer whose output size is learned (thesis chapter 4)."""
+"""The DynOPool layer: a resizing layer whose output size is learned (thesis chapter 4).
+
+Host synchronisation: the integer output size ``round(max(H_in r_h, min_size))`` (Eqs.
+4.1, 4.3) decides tensor shapes, so the host must know alpha. It changes only when alpha
+changes (once per optimizer step), so each layer keeps a host copy of its alpha
+(:class:`_HostAlpha`), keyed by alpha's version counter and storage. The first forward
+after any alpha changed refreshes the copies of *all* stale live layers on that device in
+one batched transfer (:func:`_refresh_host_alphas`); every other call computes its sizes
+on the host, in float32 with exactly the device's operations. One training iteration
+therefore makes at most one device->host transfer for all pools together, however often
+they are called. The differentiable straight-through sizes and query positions are still
+built from the device alpha on every call, so the gradient reaching alpha is unchanged.
+"""
 import math
 import weakref
 from numbers import Real
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
@@ -11,11 +24,72 @@ from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .functional import AGGREGATIONS, dynopool_sample, output_size, query_positions
+from .geometry import axis_geometry
 
 RatioLike = Union[float, Sequence[float]]
 
-# Every live DynOPool, so the optimizer step hook below can guard their alphas.
+# Every live DynOPool, so the optimizer step hook below can guard their alphas and the
+# host copies of their alphas can be refreshed together.
 _LIVE_LAYERS: 'weakref.WeakSet[DynOPool]' = weakref.WeakSet()
+
+_F32_ONE = np.float32(1.0)
+_F32_HALF = np.float32(0.5)
+
+
+def _alpha_key(alpha: Tensor) -> tuple:
+    """Changes whenever alpha's value may have changed: every in-place update bumps
+    ``_version``; ``.to()``/``.half()`` give it new storage."""
+    return (alpha._version, alpha.data_ptr(), alpha.dtype)
+
+
+class _HostAlpha(NamedTuple):
+    """Host copy of one layer's alpha, valid while ``key`` matches (see module doc)."""
+    key: tuple
+    alpha: Tuple[np.float32, np.float32]   # float32 alpha, as ``alpha.float()`` has it
+    ratio: Tuple[float, float]             # float32 ``1 / alpha`` as Python floats
+    guard_hit: bool                        # the guard has changed alpha at some point
+    sizes: Dict[Tuple[int, int], Tuple[int, int, bool]]  # memo: input -> output, capped
+
+
+def _host_size(in_size: int, alpha: np.float32, min_size: np.float32,
+               max_size: Optional[int]) -> int:
+    """Forward value of :meth:`DynOPool.continuous_size` for one axis, on the host.
+
+    The same float32 operations, in the same order, as the device computes them
+    (``reciprocal``, ``mul``, ``clamp``, ``floor(v + 0.5)``, the straight-through sum
+    ``v + (floor - v)``): bit-identical, so host and device always agree on the size.
+    """
+    ratio = _F32_ONE / alpha
+    value = np.float32(in_size) * ratio
+    if value < min_size:
+        value = min_size
+    rounded = np.floor(value + _F32_HALF)
+    size = value + (rounded - value)
+    if max_size is not None and size > np.float32(max_size):
+        size = np.float32(max_size)
+    return int(size)
+
+
+def _refresh_host_alphas(layer: 'DynOPool') -> None:
+    """Guard and re-read the alphas of ``layer`` and of every stale live layer on its
+    device, in one device->host transfer."""
+    device = layer.alpha.device
+    batch = [layer]
+    for other in list(_LIVE_LAYERS):
+        if other is not layer and other._host_stale() and other.alpha.device == device:
+            batch.append(other)
+    with torch.no_grad():
+        for member in batch:
+            member.guard_alpha()
+        alphas = torch.stack([m.alpha.detach().float() for m in batch]).reshape(-1)
+        hits = torch.stack([m._guard_hit for m in batch]).float()
+        values = torch.cat((alphas, hits)).tolist()  # the one synchronisation
+    count = len(batch)
+    for idx, member in enumerate(batch):
+        alpha = (np.float32(values[2 * idx]), np.float32(values[2 * idx + 1]))
+        ratio = (float(_F32_ONE / alpha[0]), float(_F32_ONE / alpha[1]))
+        member._host = _HostAlpha(_alpha_key(member.alpha), alpha, ratio,
+                                  values[2 * count + idx] > 0, {})
 
 
 def _as_pair(value: RatioLike, name: str) -> Tuple[float, float]:
@@ -51,9 +125,15 @@ class DynOPool(nn.Module):
 
     Guard: alpha is kept finite and within ``[1 / max_ratio, 1 / min_ratio]``. The guard
     runs after every ``torch.optim`` step (a global step hook registered by this module)
-    and again at each forward; a non-finite alpha is restored to its last valid value, an
+    and again at the first forward after alpha changed in any other way (a hand edit, a
+    loaded checkpoint); a non-finite alpha is restored to its last valid value, an
     out-of-range one is clamped, and the first clamp of each layer is reported once.
     Besides the ratio bound, ``max_size`` optionally caps the output size itself.
+
+    Host synchronisation: at most one device->host transfer per alpha update for all
+    live layers together (see the module doc). Writes through ``alpha.data`` bypass the
+    version counter that detects updates; call :meth:`invalidate_sizes` after them
+    (``train()``/``eval()`` also do, which covers mmengine's EMA parameter swap).
 
     Args:
         init_ratio (float | tuple[float, float]): initial ``r`` (or ``(r_h, r_w)``);
@@ -105,8 +185,15 @@ class DynOPool(nn.Module):
         self.register_buffer('_guard_hit', torch.zeros((), dtype=torch.bool),
                              persistent=False)
         self._warned = False
+        self._host: Optional[_HostAlpha] = None
         self.last_size: Optional[Tuple[int, int]] = None
         self.last_input_size: Optional[Tuple[int, int]] = None
+        _LIVE_LAYERS.add(self)
+
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy / unpickling: a new layer, guarded and refreshed like the others.
+        super().__setstate__(state)
+        self._host = None
         _LIVE_LAYERS.add(self)
 
     def extra_repr(self) -> str:
@@ -131,6 +218,53 @@ class DynOPool(nn.Module):
         self._guard_hit.logical_or_((fixed != alpha).any())
         alpha.copy_(fixed)
         self._alpha_valid.copy_(fixed)
+
+    def invalidate_sizes(self) -> None:
+        """Forget the host copy of alpha; the next forward reads it again (batched).
+
+        Needed only after writing alpha through ``.data`` (which does not bump its version
+        counter); in-place updates, optimizer steps and ``load_state_dict`` are detected.
+        """
+        self._host = None
+
+    def train(self, mode: bool = True) -> 'DynOPool':
+        # Mode switches also resynchronise (e.g. mmengine's EMAHook swaps parameters
+        # through .data around validation).
+        self._host = None
+        return super().train(mode)
+
+    def _host_stale(self) -> bool:
+        host = self._host
+        return host is None or host.key != _alpha_key(self.alpha)
+
+    def _host_alpha(self) -> _HostAlpha:
+        """The host copy of alpha, refreshed (with all other stale layers) if needed."""
+        if self._host_stale():
+            _refresh_host_alphas(self)
+        return self._host
+
+    @property
+    def host_ratio(self) -> Tuple[float, float]:
+        """``(r_h, r_w)`` as Python floats from the host copy of alpha: no device sync
+        unless alpha changed since the last forward (then one, shared by all layers)."""
+        return self._host_alpha().ratio
+
+    def host_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        """Integer ``(H_out, W_out)`` for an ``(H, W)`` input, computed on the host."""
+        h_out, w_out, _ = self._sizes(self._host_alpha(), int(in_size[0]), int(in_size[1]))
+        return h_out, w_out
+
+    def _sizes(self, host: _HostAlpha, h_in: int, w_in: int) -> Tuple[int, int, bool]:
+        key = (h_in, w_in)
+        out = host.sizes.get(key)
+        if out is None:
+            min_size = np.float32(self.min_size)
+            h_out = _host_size(h_in, host.alpha[0], min_size, self.max_size)
+            w_out = _host_size(w_in, host.alpha[1], min_size, self.max_size)
+            capped = self.max_size is not None and max(
+                h_in * host.ratio[0], w_in * host.ratio[1]) > self.max_size + 0.5
+            out = host.sizes[key] = (h_out, w_out, capped)
+        return out
 
     def continuous_size(self, in_size: Tuple, ratio: Optional[Tensor] = None
                         ) -> Tuple[Tensor, Tensor]:
@@ -158,31 +292,29 @@ class DynOPool(nn.Module):
             raise ValueError('DynOPool got an input with an empty spatial dimension: '
                              f'shape {tuple(x.shape)}')
         h_in, w_in = int(x.shape[2]), int(x.shape[3])
-        self.guard_alpha()
-        # Sizes and positions stay in float32 under autocast (they decide shapes).
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            ratio = 1.0 / self.alpha.float()
-            h, w = self.continuous_size((h_in, w_in), ratio)
-            # One host sync for everything the Python side needs.
-            vals = torch.cat((torch.stack((h, w)).detach(), ratio.detach(),
-                              self._guard_hit.float().view(1))).tolist()
-            h_out, w_out = int(vals[0]), int(vals[1])
-            hit = vals[4] > 0
-            capped = self.max_size is not None and max(
-                h_in * vals[2], w_in * vals[3]) > self.max_size + 0.5
-            if (hit or capped) and not self._warned:
-                self._warned = True
-                print_log(
-                    f'DynOPool: ratio guard engaged (allowed ratio range '
-                    f'[{self.min_ratio}, {self.max_ratio}], max_size={self.max_size}); '
-                    f'ratio is now {tuple(round(v, 4) for v in self.ratio.tolist())}, '
-                    f'output {h_out}x{w_out} for input {h_in}x{w_in}. '
-                    'Reported once per layer.', logger='current', level=30)
-            pos_h = query_positions(h_in, h, h_out, x.dtype)
-            pos_w = query_positions(w_in, w, w_out, x.dtype)
+        host = self._host_alpha()
+        h_out, w_out, capped = self._sizes(host, h_in, w_in)
+        if (host.guard_hit or capped) and not self._warned:
+            self._warned = True
+            print_log(
+                f'DynOPool: ratio guard engaged (allowed ratio range '
+                f'[{self.min_ratio}, {self.max_ratio}], max_size={self.max_size}); '
+                f'ratio is now {tuple(round(v, 4) for v in host.ratio)}, '
+                f'output {h_out}x{w_out} for input {h_in}x{w_in}. '
+                'Reported once per layer.', logger='current', level=30)
+        geometry = (axis_geometry(h_in, h_out, x.dtype, x.device),
+                    axis_geometry(w_in, w_out, x.dtype, x.device))
+        if torch.is_grad_enabled() and self.alpha.requires_grad:
+            # Sizes and positions stay in float32 under autocast (they decide shapes).
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                h, w = self.continuous_size((h_in, w_in), 1.0 / self.alpha.float())
+                pos_h = query_positions(h_in, h, h_out, x.dtype)
+                pos_w = query_positions(w_in, w, w_out, x.dtype)
+        else:  # no gradient to alpha: the positions are constants
+            pos_h, pos_w = geometry[0].positions, geometry[1].positions
         self.last_input_size = (h_in, w_in)
         self.last_size = (h_out, w_out)
-        return dynopool_sample(x, pos_h, pos_w, self.aggregation)
+        return dynopool_sample(x, pos_h, pos_w, self.aggregation, geometry)
 
 
 def dynopool_layers(model: nn.Module) -> List[Tuple[str, DynOPool]]:
@@ -196,10 +328,13 @@ def dynopool_layers(model: nn.Module) -> List[Tuple[str, DynOPool]]:
 
 def _guard_after_step(optimizer: torch.optim.Optimizer, args: Iterable,
                       kwargs: dict) -> None:
+    """Guard every live layer whose alpha ``optimizer`` updates (no host sync); its host
+    copy of alpha is refreshed at the next forward."""
     params = {id(p) for group in optimizer.param_groups for p in group['params']}
     for layer in list(_LIVE_LAYERS):
         if id(layer.alpha) in params:
             layer.guard_alpha()
+            layer.invalidate_sizes()
 
 
 register_optimizer_step_post_hook(_guard_after_step)

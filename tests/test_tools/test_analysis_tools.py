@@ -150,8 +150,12 @@ def test_report_checkpoint_changes_sizes(tmp_path, report_tool):
     assert report['state'] == 'checkpoint'
 
 
-def test_report_counts_avg_dynopool_once():
+def test_report_counts_avg_dynopool_once(monkeypatch):
     """mmengine sees the 'avg' DynOPool's interpolate; it must not be counted twice."""
+    # The native backend (GPU fallback) runs F.interpolate, which mmengine counts; the
+    # CPU kernel is invisible to it. Force the native one.
+    import mmseg_dynopool.ops.functional as functional
+    monkeypatch.setattr(functional, '_ext', None)
     opts = {'model.backbone.dynopool_cfg.aggregation': 'avg'}
     avg = dynopool_report(SYNTH_DP_CFG, SHAPE, cfg_options=opts)
     model = build_model_from_config(SYNTH_DP_CFG, cfg_options=opts)

@@ -1,15 +1,20 @@
 """Forward+backward time of DynOPool against nn.MaxPool2d(2) on the same inputs.
 
 Prints, per shape, the median time of each and their ratio, measured side by side in one
-run (interleaved repetitions, so machine load affects both alike). Two DynOPool states
-are timed: at initialisation (r = 0.5, the human-designed size) and at a trained-like
-ratio (r = 0.45, fractional sampling positions).
+run (interleaved repetitions, so machine load affects both alike): the ratio of the
+medians, the median of the per-repetition ratios (each DynOPool run against the MaxPool2d
+run just before it) and the ratio of median process CPU times (CPU only; less sensitive
+to other processes on a shared machine). Two DynOPool states are timed: at
+initialisation (r = 0.5, the human-designed size) and at a trained-like ratio (r = 0.45,
+fractional sampling positions). alpha is trainable, so the positional gradient is
+computed too.
 
     python tools/benchmark/bench_dynopool.py [--repeats 20] [--threads N] [--device cpu]
 """
 import argparse
 import statistics
 import time
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -23,12 +28,13 @@ def _step(module: nn.Module, x: torch.Tensor) -> None:
     module(x).sum().backward()
 
 
-def _time(fn, sync) -> float:
+def _time(fn, sync) -> Tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call."""
     sync()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     sync()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -43,7 +49,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     print(f'device={device} threads={torch.get_num_threads()} torch={torch.__version__}')
     print(f"{'shape (N,C,H,W)':<22}{'ratio':>6}{'maxpool ms':>12}{'dynopool ms':>13}"
-          f"{'x maxpool':>11}")
+          f"{'x maxpool':>11}{'paired':>8}{'cpu-time':>10}")
     for shape in SHAPES:
         x = torch.randn(*shape, device=device, requires_grad=True)
         maxpool = nn.MaxPool2d(2).to(device)
@@ -52,13 +58,18 @@ def main() -> None:
             for _ in range(3):  # warm-up
                 _step(maxpool, x)
                 _step(pool, x)
-            t_ref, t_dp = [], []
+            ref, dyn = [], []
             for _ in range(args.repeats):
-                t_ref.append(_time(lambda: _step(maxpool, x), sync))
-                t_dp.append(_time(lambda: _step(pool, x), sync))
-            ref, dp = statistics.median(t_ref), statistics.median(t_dp)
-            print(f'{str(shape):<22}{ratio:>6}{ref * 1e3:>12.2f}{dp * 1e3:>13.2f}'
-                  f'{dp / ref:>11.2f}')
+                ref.append(_time(lambda: _step(maxpool, x), sync))
+                dyn.append(_time(lambda: _step(pool, x), sync))
+            wall_ref = statistics.median(t[0] for t in ref)
+            wall_dyn = statistics.median(t[0] for t in dyn)
+            paired = statistics.median(d[0] / r[0] for r, d in zip(ref, dyn))
+            cpu = (statistics.median(t[1] for t in dyn) /
+                   max(statistics.median(t[1] for t in ref), 1e-9))
+            print(f'{str(shape):<22}{ratio:>6}{wall_ref * 1e3:>12.2f}{wall_dyn * 1e3:>13.2f}'
+                  f'{wall_dyn / wall_ref:>11.2f}{paired:>8.2f}'
+                  f'{cpu if device.type == "cpu" else float("nan"):>10.2f}')
 
 
 if __name__ == '__main__':

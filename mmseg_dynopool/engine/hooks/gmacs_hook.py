@@ -182,7 +182,8 @@ class DynOPoolGMACsHook(Hook):
         if mode != 'loss' or not module.training or not isinstance(output, dict):
             return output
         estimate = self.profile.estimate(self._pools)
-        self._last_estimate = float(estimate.detach())
+        # From the pools' host sizes: no extra device sync (issue: one per step).
+        self._last_estimate = self.profile.host_estimate(self._pools)
         if self.lam > 0 and self.frozen is None:
             output['loss_gmacs'] = estimate * self.lam
         return output
@@ -299,7 +300,8 @@ class DynOPoolGMACsHook(Hook):
         for pool, name in zip(self._pools, self.profile.pool_names):
             if pool.last_size is None:
                 continue
-            r_h, r_w = pool.ratio.tolist()
+            r_h, r_w = (pool.host_ratio if hasattr(pool, 'host_ratio')
+                        else pool.ratio.tolist())
             hub.update_scalar(f'train/{name}/h', float(pool.last_size[0]))
             hub.update_scalar(f'train/{name}/w', float(pool.last_size[1]))
             hub.update_scalar(f'train/{name}/r_h', r_h)

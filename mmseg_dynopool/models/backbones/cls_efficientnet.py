@@ -2,28 +2,12 @@
 from typing import List, Optional, Sequence, Union
 
 from mmpretrain.models.backbones import EfficientNet
-from mmpretrain.models.backbones.efficientnet import EdgeResidual
-from mmpretrain.models.utils import InvertedResidual
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_placement, check_stem,
-                         make_pool, replace_strided_conv, resolve_init_ratios,
-                         set_stride_one)
-
-
-def _strided_conv(block: nn.Module) -> nn.Module:
-    """The ``ConvModule`` (conv + BN + act) that carries a block's stride."""
-    if isinstance(block, InvertedResidual):
-        return block.depthwise_conv
-    if isinstance(block, EdgeResidual):
-        return block.conv1
-    raise TypeError(f'unsupported block {type(block).__name__}')
-
-
-def _stride(conv_module: nn.Module) -> int:
-    stride = conv_module.conv.stride
-    return stride[0] if isinstance(stride, (tuple, list)) else stride
+from ..utils import to_pair
+from ..utils.init_ratios import InitRatios
+from .cls_common import DynOPoolBackboneMixin, check_placement, check_stem, set_stride_one
 
 
 @MODELS.register_module()
@@ -63,15 +47,9 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
 
     Args:
         arch (str): as for mmpretrain's ``EfficientNet``. Default: ``'b0'``.
-        stem (str): ``'imagenet'`` or ``'cifar'``. Default: ``'imagenet'``.
-        init_ratios (float | tuple | list, optional): initial ratio of each DynOPool in
-            forward order; a float or ``(r_h, r_w)`` for all pools. Default: None (0.5
-            everywhere, the human model).
-        dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
-            ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
-        placement (str): ``'after'`` (Eq. 5.2) or ``'before'`` (Eq. 5.3, human GMACs at
-            the initial ratios) the stride-1 conv. Same pools and state-dict keys.
-            Default: ``'after'``.
+        stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool
+            classification backbone takes (:mod:`.cls_common`); ``init_ratios=None``
+            starts every pool at 0.5 (the human model).
         drop_path_rate, out_indices, frozen_stages, conv_cfg, norm_cfg, act_cfg,
         norm_eval, with_cp, init_cfg: as for mmpretrain's ``EfficientNet``. Pools of
             frozen layers are frozen with them.
@@ -80,7 +58,7 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
     def __init__(self,
                  arch: str = 'b0',
                  stem: str = 'imagenet',
-                 init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
+                 init_ratios: InitRatios = None,
                  dynopool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  drop_path_rate: float = 0.,
@@ -96,37 +74,17 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)
                  ]) -> None:
         self.stem_type = check_stem(stem)
-        self.placement = check_placement(placement)
+        check_placement(placement)
         super().__init__(
             arch=arch, drop_path_rate=drop_path_rate, out_indices=out_indices,
             frozen_stages=frozen_stages, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
             act_cfg=act_cfg, norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        stem_conv = self.layers[0]
-        # (module path, conv module) of every stride-2 conv, in forward order.
-        strided = [('layers.0', stem_conv)] if _stride(stem_conv) == 2 else []
-        for i in range(1, len(self.layers) - 1):
-            for j, block in enumerate(self.layers[i]):
-                conv = _strided_conv(block)
-                if _stride(conv) == 2:
-                    strided.append((f'layers.{i}.{j}', conv))
         if stem == 'cifar':
-            # Stem and first stride-2 stage at stride 1, without pools.
-            for _, conv in strided[:2]:
-                set_stride_one(conv.conv)
-            strided = strided[2:]
-        names = ['dynopool_stem' if path == 'layers.0' else f'{path}.dynopool'
-                 for path, _ in strided]
-        ratios = resolve_init_ratios(init_ratios, [0.5] * len(names), names)
-        self._dynopool_paths = names
-        for (path, conv), name, ratio in zip(strided, names, ratios):
-            pool = make_pool(ratio, dynopool_cfg)
-            if path == 'layers.0':
-                self.dynopool_stem = pool
-            else:
-                self.get_submodule(path).add_module('dynopool', pool)
-            replace_strided_conv(conv, conv.conv, pool, placement)
-
-    def _freeze_stages(self) -> None:
-        super()._freeze_stages()
-        if self.frozen_stages >= 1 and hasattr(self, 'dynopool_stem'):
-            self.dynopool_stem.alpha.requires_grad = False
+            # Stem conv and first stride-2 stage at stride 1, without pools.
+            strided = [m for m in self.modules()
+                       if isinstance(m, nn.Conv2d) and to_pair(m.stride) == (2, 2)]
+            for conv in strided[:2]:
+                set_stride_one(conv)
+        # Block pools default to layers.<i>.0.dynopool (the block).
+        self.convert(placement, init_ratios, dynopool_cfg,
+                     pool_names={'layers.0.conv': 'dynopool_stem'})

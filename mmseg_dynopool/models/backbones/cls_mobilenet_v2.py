@@ -4,9 +4,8 @@ from typing import List, Optional, Sequence, Union
 from mmpretrain.models.backbones import MobileNetV2
 from mmpretrain.registry import MODELS
 
-from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_placement, check_stem,
-                         make_pool, replace_strided_conv, resolve_init_ratios,
-                         set_stride_one)
+from ..utils.init_ratios import InitRatios
+from .cls_common import DynOPoolBackboneMixin, check_placement, check_stem, set_stride_one
 
 
 def _cifar_strides(model: MobileNetV2) -> None:
@@ -19,11 +18,6 @@ def _cifar_strides(model: MobileNetV2) -> None:
     block = model.layer2[0]
     set_stride_one(block.conv[-2].conv)
     block.stride = 1
-
-
-def _strided_blocks(model: MobileNetV2) -> List[str]:
-    return [f'{name}.{i}' for name in model.layers if name.startswith('layer')
-            for i, block in enumerate(getattr(model, name)) if block.stride == 2]
 
 
 @MODELS.register_module()
@@ -82,15 +76,9 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
     ``layer<i>.0.dynopool.alpha``; mmpretrain MobileNetV2 checkpoints load unchanged.
 
     Args:
-        stem (str): ``'imagenet'`` or ``'cifar'``. Default: ``'imagenet'``.
-        init_ratios (float | tuple | list, optional): initial ratio of each DynOPool in
-            forward order; a float or ``(r_h, r_w)`` for all pools. Default: None (0.5
-            everywhere, the human model).
-        dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
-            ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
-        placement (str): ``'after'`` (Eq. 5.2) or ``'before'`` (Eq. 5.3, human GMACs at
-            the initial ratios) the stride-1 conv. Same pools and state-dict keys.
-            Default: ``'after'``.
+        stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool
+            classification backbone takes (:mod:`.cls_common`); ``init_ratios=None``
+            starts every pool at 0.5 (the human model).
         widen_factor, out_indices, frozen_stages, conv_cfg, norm_cfg, act_cfg,
         norm_eval, with_cp, init_cfg: as for mmpretrain's ``MobileNetV2``. A frozen
             stem (``frozen_stages >= 0``) freezes the stem pool; frozen stages freeze
@@ -99,7 +87,7 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
 
     def __init__(self,
                  stem: str = 'imagenet',
-                 init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
+                 init_ratios: InitRatios = None,
                  dynopool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  widen_factor: float = 1.,
@@ -115,30 +103,13 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
                      dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
                  ]) -> None:
         self.stem_type = check_stem(stem)
-        self.placement = check_placement(placement)
+        check_placement(placement)
         super().__init__(
             widen_factor=widen_factor, out_indices=out_indices,
             frozen_stages=frozen_stages, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
             act_cfg=act_cfg, norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         if stem == 'cifar':
             _cifar_strides(self)
-        blocks = _strided_blocks(self)
-        names = (['dynopool_stem'] if stem == 'imagenet' else [])
-        names += [f'{b}.dynopool' for b in blocks]
-        ratios = resolve_init_ratios(init_ratios, [0.5] * len(names), names)
-        self._dynopool_paths = names
-        if stem == 'imagenet':
-            pool = make_pool(ratios.pop(0), dynopool_cfg)
-            self.dynopool_stem = pool
-            replace_strided_conv(self.conv1, self.conv1.conv, pool, placement)
-        for path, ratio in zip(blocks, ratios):
-            block = self.get_submodule(path)
-            pool = make_pool(ratio, dynopool_cfg)
-            block.add_module('dynopool', pool)
-            depthwise = block.conv[-2]  # ConvModule: conv_s + BN + act
-            replace_strided_conv(depthwise, depthwise.conv, pool, placement)
-
-    def _freeze_stages(self) -> None:
-        super()._freeze_stages()
-        if self.frozen_stages >= 0 and hasattr(self, 'dynopool_stem'):
-            self.dynopool_stem.alpha.requires_grad = False
+        # Block pools default to layer<i>.0.dynopool (the inverted-residual block).
+        self.convert(placement, init_ratios, dynopool_cfg,
+                     pool_names={'conv1.conv': 'dynopool_stem'})

@@ -3,13 +3,11 @@ from typing import List, Optional, Sequence, Union
 
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmpretrain.models.backbones import ResNet
-from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResLayer
 from mmpretrain.registry import MODELS
-from torch import Tensor, nn
+from torch import nn
 
-from .cls_common import (DynOPoolBackboneMixin, PoolInput, RatioLike, check_placement,
-                         check_stem, make_pool, replace_strided_conv,
-                         resolve_init_ratios, set_stride_one)
+from ..utils.init_ratios import InitRatios
+from .cls_common import DynOPoolBackboneMixin, check_placement, check_stem
 
 
 @MODELS.register_module()
@@ -68,15 +66,10 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
 
     Args:
         depth (int): 18, 34, 50, 101 or 152. Default: 50.
-        stem (str): ``'imagenet'`` or ``'cifar'``. Default: ``'imagenet'``.
-        init_ratios (float | tuple | list, optional): initial ratio of each DynOPool in
-            forward order (stem pool first for ``'imagenet'``, then one per stride-2
-            stage); a float or ``(r_h, r_w)`` for all pools (the stem pool included).
-            Default: None (0.25 for the stem pool, 0.5 elsewhere: the human model).
-        dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
-            ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
-        placement (str): ``'after'`` (Eq. 5.2) or ``'before'`` (Eq. 5.3, about the human
-            GMACs at the initial ratios) the stride-1 conv. Default: ``'after'``.
+        stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool
+            classification backbone takes (:mod:`.cls_common`). ``init_ratios=None``
+            starts the stem pool at 0.25 and the others at 0.5 (the human model); a
+            list has the stem pool first (``'imagenet'``), then one per stride-2 stage.
         in_channels, stem_channels, base_channels, expansion, num_stages, strides,
         dilations, out_indices, style, frozen_stages, conv_cfg, norm_cfg, norm_eval,
         with_cp, zero_init_residual, init_cfg, drop_path_rate: as for mmpretrain's
@@ -88,7 +81,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
     def __init__(self,
                  depth: int = 50,
                  stem: str = 'imagenet',
-                 init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
+                 init_ratios: InitRatios = None,
                  dynopool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  in_channels: int = 3,
@@ -117,16 +110,9 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             raise ValueError('DynOPoolResNet does not support deep_stem/avg_down')
         if any(s not in (1, 2) for s in strides):
             raise ValueError(f'strides must be 1 or 2, got {strides}')
-        # Set before ResNet.__init__, which calls _make_stem_layer/make_res_layer.
+        # Set before ResNet.__init__, which calls _make_stem_layer.
         self.stem_type = check_stem(stem)
-        self.placement = check_placement(placement)
-        names = ['dynopool_stem'] if stem == 'imagenet' else []
-        names += [f'layer{i + 1}.0.dynopool'
-                  for i, s in enumerate(strides[:num_stages]) if s == 2]
-        defaults = [0.25 if n == 'dynopool_stem' else 0.5 for n in names]
-        self._dynopool_paths = names
-        self._pending_ratios = resolve_init_ratios(init_ratios, defaults, names)
-        self._dynopool_cfg = dynopool_cfg
+        check_placement(placement)
         super().__init__(
             depth=depth, in_channels=in_channels, stem_channels=stem_channels,
             base_channels=base_channels, expansion=expansion, num_stages=num_stages,
@@ -135,80 +121,22 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             conv_cfg=conv_cfg, norm_cfg=norm_cfg, norm_eval=norm_eval, with_cp=with_cp,
             zero_init_residual=zero_init_residual, init_cfg=init_cfg,
             drop_path_rate=drop_path_rate)
-        assert not self._pending_ratios, 'internal error: unused init ratios'
-        del self._pending_ratios
-
-    def _next_pool(self):
-        return make_pool(self._pending_ratios.pop(0), self._dynopool_cfg)
+        # ImageNet stem: the stride-2 conv and the max-pooling behind it become one
+        # DynOPool of ratio 0.25 (merge_consecutive; it rounds H / 4 where the two ops
+        # give ceil(ceil(H / 2) / 2), hence exact_sizes=False). Block pools default to
+        # layer<i>.0.dynopool (the block holds both of its branches).
+        self.convert(placement, init_ratios, dynopool_cfg, merge_consecutive=True,
+                     exact_sizes=False, pool_names={'conv1': 'dynopool_stem'},
+                     in_channels=in_channels)
 
     def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
-        imagenet = self.stem_type == 'imagenet'
-        # ImageNet: ResNet's 7x7 conv with stride 1 (Eq. 5.2/5.3); CIFAR: ResNet_CIFAR's.
-        self.conv1 = build_conv_layer(
-            self.conv_cfg, in_channels, stem_channels,
-            kernel_size=7 if imagenet else 3, stride=1, padding=3 if imagenet else 1,
-            bias=False)
+        if self.stem_type == 'imagenet':
+            super()._make_stem_layer(in_channels, stem_channels)
+            return
+        # mmpretrain's ResNet_CIFAR stem: 3x3 conv, stride 1, no pooling.
+        self.conv1 = build_conv_layer(self.conv_cfg, in_channels, stem_channels,
+                                      kernel_size=3, stride=1, padding=1, bias=False)
         self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
         self.add_module(self.norm1_name, norm1)
         self.relu = nn.ReLU(inplace=True)
-        if imagenet:
-            # Strided conv + max-pooling -> one DynOPool, initial ratio 0.25.
-            self.dynopool_stem = self._next_pool()
-
-    def make_res_layer(self, **kwargs) -> ResLayer:
-        layer = ResLayer(**kwargs)
-        if kwargs.get('stride', 1) == 2:
-            self._convert_block(layer[0], self._next_pool(), self.placement)
-        return layer
-
-    @staticmethod
-    def _convert_block(block: nn.Module, pool, placement: str) -> None:
-        """Eq. 5.2/5.3 in a downsampling block; residual and shortcut share ``pool``."""
-        if isinstance(block, Bottleneck):
-            if block.style == 'pytorch':
-                strided, after = block.conv2, block.conv3
-            else:
-                strided, after = block.conv1, block.conv2
-        elif isinstance(block, BasicBlock):
-            strided, after = block.conv1, block.conv2
-        else:
-            raise TypeError(f'unsupported block {type(block).__name__}')
-        if block.downsample is None:
-            raise ValueError('a stride-2 block must have a downsampling shortcut')
-        block.add_module('dynopool', pool)
-        set_stride_one(strided)
-        if placement == 'after':
-            # conv_s -> norm -> ReLU -> [DynOPool] -> next conv.
-            after.register_forward_pre_hook(PoolInput(pool))
-        elif strided is block.conv1:
-            # The strided conv reads the block input: pool it once for both branches.
-            block.register_forward_pre_hook(PoolInput(pool))
-            set_stride_one(block.downsample[0])
-            return
-        else:
-            # [DynOPool] -> conv_1 (the block's 1x1 conv1 stays at the input size).
-            strided.register_forward_pre_hook(PoolInput(pool))
-        # shortcut: conv_1 -> norm -> [DynOPool] ('after') or [DynOPool] -> conv_1 ->
-        # norm ('before'), the same instance.
-        replace_strided_conv(block.downsample, block.downsample[0], pool, placement)
-
-    def _freeze_stages(self) -> None:
-        super()._freeze_stages()
-        if self.frozen_stages >= 0 and hasattr(self, 'dynopool_stem'):
-            self.dynopool_stem.alpha.requires_grad = False
-
-    def forward(self, x: Tensor) -> tuple:
-        pool_stem = self.stem_type == 'imagenet'
-        if pool_stem and self.placement == 'before':
-            x = self.dynopool_stem(x)
-        x = self.conv1(x)
-        x = self.norm1(x)
-        x = self.relu(x)
-        if pool_stem and self.placement == 'after':
-            x = self.dynopool_stem(x)
-        outs = []
-        for i, layer_name in enumerate(self.res_layers):
-            x = getattr(self, layer_name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        self.maxpool = nn.Identity()

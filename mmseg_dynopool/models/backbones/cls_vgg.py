@@ -3,10 +3,9 @@ from typing import List, Optional, Sequence, Union
 
 from mmpretrain.models.backbones import VGG
 from mmpretrain.registry import MODELS
-from torch import nn
 
-from .cls_common import (DynOPoolBackboneMixin, RatioLike, check_placement, check_stem,
-                         make_pool, resolve_init_ratios)
+from ..utils.init_ratios import InitRatios
+from .cls_common import DynOPoolBackboneMixin, check_stem
 
 
 @MODELS.register_module()
@@ -34,14 +33,10 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
         stem (str): ``'imagenet'`` or ``'cifar'``. VGG's layout is the same for both
             (the CIFAR variant of Shape Adaptor is the same conv stack on 32x32 inputs);
             accepted for a uniform interface. Default: ``'imagenet'``.
-        init_ratios (float | tuple | list, optional): initial ratio of each DynOPool in
-            forward order; a float or ``(r_h, r_w)`` for all pools. Default: None
-            (0.5 everywhere, the human-designed VGG).
-        dynopool_cfg (dict, optional): further DynOPool arguments (``min_size``,
-            ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``). Default: None.
-        placement (str): ``'after'`` or ``'before'``; where the other backbones put the
-            DynOPool of a strided conv. VGG has none (Eq. 5.1 only), so both give the
-            same model; accepted for a uniform interface. Default: ``'after'``.
+        init_ratios, dynopool_cfg: as for every DynOPool classification backbone
+            (:mod:`.cls_common`); ``init_ratios=None`` starts every pool at 0.5.
+        placement (str): accepted for a uniform interface; VGG has no strided conv
+            (Eq. 5.1 only), so ``'after'`` and ``'before'`` give the same model.
         with_last_pool (bool): keep the fifth pooling (as a DynOPool). Default: False.
         num_classes, num_stages, dilations, out_indices, frozen_stages, conv_cfg,
         norm_cfg, act_cfg, norm_eval, ceil_mode, init_cfg: as for mmpretrain's ``VGG``.
@@ -52,7 +47,7 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
     def __init__(self,
                  depth: int = 16,
                  stem: str = 'imagenet',
-                 init_ratios: Optional[Union[RatioLike, Sequence[RatioLike]]] = None,
+                 init_ratios: InitRatios = None,
                  dynopool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  with_last_pool: bool = False,
@@ -72,7 +67,6 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
                      dict(type='Normal', std=0.01, layer=['Linear'])
                  ]) -> None:
         self.stem_type = check_stem(stem)
-        self.placement = check_placement(placement)
         if ceil_mode:
             raise ValueError('ceil_mode applies to max-pooling, which DynOPool replaces')
         if num_classes > 0:
@@ -84,11 +78,8 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
             dilations=dilations, out_indices=out_indices, frozen_stages=frozen_stages,
             conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg, norm_eval=norm_eval,
             ceil_mode=ceil_mode, with_last_pool=with_last_pool, init_cfg=init_cfg)
-        features = getattr(self, self.module_name)
-        indices = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
-        self._dynopool_paths = [f'{self.module_name}.{i}' for i in indices]
-        ratios = resolve_init_ratios(init_ratios, [0.5] * len(indices),
-                                     self._dynopool_paths)
-        for i, ratio in zip(indices, ratios):
-            features[i] = make_pool(ratio, dynopool_cfg)
-        # Pools of frozen stages are frozen with them by VGG._freeze_stages (train()).
+        # MaxPool2d(2, 2) floors odd sizes where DynOPool rounds: equal sizes on even
+        # inputs only, hence exact_sizes=False. The pools replace the max-poolings in
+        # place (keys features.<i>.alpha); VGG._freeze_stages freezes them with their
+        # stage.
+        self.convert(placement, init_ratios, dynopool_cfg, exact_sizes=False)

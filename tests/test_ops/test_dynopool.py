@@ -1,4 +1,7 @@
-"""Behaviour of the DynOPool layer (thesis Eqs. 4.1-4.6, section 5.2.2)."""
+"""Behaviour of the DynOPool layer (thesis Eqs. 4.1-4.6, section 5.2.2).
+
+Moved from tests/test_dynopool_layer.py; the backends and the host-sync behaviour have
+their own files (test_dynopool_backends.py, test_dynopool_host_sync.py)."""
 import math
 
 import pytest
@@ -255,3 +258,20 @@ def test_bfloat16_autocast_keeps_sizes_float32():
     y.float().sum().backward()
     assert layer.alpha.grad.dtype == torch.float32
     assert torch.isfinite(layer.alpha.grad).all()
+
+
+@pytest.mark.parametrize('aggregation', ['max', 'avg'])
+@pytest.mark.parametrize('grad', [False, True])
+def test_traceable_when_its_tables_are_first_built_inside_the_trace(aggregation, grad):
+    """mmengine's FlopAnalyzer (the GMACs profile) traces the model with torch.jit; the
+    cached sampling tables may be built during that trace."""
+    from mmengine.analysis import FlopAnalyzer
+
+    from mmseg_dynopool.ops.geometry import clear_geometry_cache
+    clear_geometry_cache()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), DynOPool(0.45, aggregation=aggregation))
+    with torch.set_grad_enabled(grad):
+        analyzer = FlopAnalyzer(model, (torch.zeros(1, 3, 19, 23), ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        assert analyzer.total() == 4 * 3 * 9 * 17 * 21  # the conv; the pool is opaque

@@ -1,0 +1,69 @@
+"""``DynOPoolBackbone``: any registered backbone with its resizing ops made learnable."""
+from typing import Callable, List, Optional, Union
+
+from mmengine.registry import Registry
+from mmseg.registry import MODELS as SEG_MODELS
+from torch import nn
+
+from ..utils import convert_to_dynopool
+
+
+def build_dynopool_backbone(registry: Registry,
+                            backbone: dict,
+                            pretrained: Optional[str] = None,
+                            init_cfg: Optional[Union[dict, List[dict]]] = None,
+                            **convert_args) -> nn.Module:
+    """Build ``backbone`` from ``registry`` and convert it in place with
+    :func:`~mmseg_dynopool.models.utils.convert_to_dynopool` (``convert_args``:
+    ``placement`` - default ``'before'`` -, ``init_ratios``, ``pool_cfg``, ``skip``,
+    ``merge_consecutive``, ``exact_sizes``, ``pool_names``, ``fuse_upsampling``,
+    ``probe_size``, ``in_channels``).
+
+    The result **is** the inner backbone - same class, same ``forward``, ``train`` /
+    ``frozen_stages`` / ``norm_eval`` / ``init_weights`` behaviour and the same
+    state-dict keys plus one ``<pool>.alpha`` per pool - so checkpoints of the original
+    backbone, or of a whole model around it, load unchanged (only the alphas missing).
+    ``pretrained`` and ``init_cfg`` given here go to the inner backbone
+    (``pretrained`` as ``init_cfg=dict(type='Pretrained', checkpoint=...)``); they are
+    loaded by ``init_weights()``, after the conversion, as usual. A frozen stage freezes
+    the pools of the levels its strided ops enter. What was converted is in
+    :func:`~mmseg_dynopool.models.utils.get_conversion` (``model._dynopool_conversion``).
+    """
+    cfg = dict(backbone)
+    if pretrained is not None:
+        if init_cfg is not None:
+            raise ValueError('give pretrained or init_cfg, not both')
+        init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+    if init_cfg is not None:
+        cfg['init_cfg'] = init_cfg
+    model = registry.build(cfg)
+    if 'probe_size' in convert_args:
+        convert_args['probe_size'] = tuple(convert_args['probe_size'])
+    convert_to_dynopool(model, **convert_args)
+    return model
+
+
+def _builder(registry: Registry) -> Callable[..., nn.Module]:
+    def DynOPoolBackbone(backbone: dict, **kwargs) -> nn.Module:  # noqa: N802
+        """Any backbone of this registry with DynOPool in place of its strided ops.
+
+        Config::
+
+            backbone=dict(type='DynOPoolBackbone',
+                          backbone=dict(type='ResNetV1c', depth=50, ...),
+                          placement='before', init_ratios=None,
+                          pool_cfg=dict(type='DynOPool', min_size=1.5))
+
+        See :func:`build_dynopool_backbone`.
+        """
+        return build_dynopool_backbone(registry, backbone, **kwargs)
+    return DynOPoolBackbone
+
+
+SEG_MODELS.register_module('DynOPoolBackbone', module=_builder(SEG_MODELS))
+try:  # mmpretrain is optional for the segmentation side
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+except ImportError:  # pragma: no cover - depends on the environment
+    PRETRAIN_MODELS = None
+else:
+    PRETRAIN_MODELS.register_module('DynOPoolBackbone', module=_builder(PRETRAIN_MODELS))
