@@ -417,16 +417,18 @@ def test_gmacs_loss_estimate_tracks_the_real_cost(cfg, channels, size, sizes, pl
     # The GMACs hook profiles the model once at its initial ratios and then estimates
     # the cost from the pools' sizes (Eq. 4.7); with the shared shortcut pool and the
     # stride-1 convs that estimate must still be the true cost at other ratios.
-    from mmseg_dynopool.analysis import profile_gmacs
+    # The profile includes the pools' own cost, counted by the report's rule.
+    from mmseg_dynopool.analysis import model_report, profile_gmacs
     model = Classifier(build(dict(cfg, placement=placement)), channels, 100)
     profile = profile_gmacs(model, (size, size))
-    assert abs(profile.total_gmacs - count_gmacs(model, (size, size))) < 1e-6
+    report = model_report(model, (size, size))['gmacs']
+    assert abs(profile.total_gmacs - report) < 1e-6
     with torch.no_grad():
         for pool, ratio in zip(model.backbone.dynopools, _ratios_for(sizes, size)):
             pool.alpha.copy_(1 / torch.tensor(ratio))
     pools = [m for _, m in dynopool_layers(model)]
     estimate = float(profile.estimate(pools))
-    assert abs(estimate - count_gmacs(model, (size, size))) < 1e-6
+    assert abs(estimate - model_report(model, (size, size))['gmacs']) < 1e-6
     assert model.backbone.feature_sizes() == sizes
     assert estimate < 0.8 * profile.total_gmacs
 
@@ -534,8 +536,14 @@ def test_config_trains_with_gmacs_hook(name, backbone, image_folder, tmp_path):
     before = [p.alpha.detach().clone() for p in model.dynopools]
     runner.train()
     hub = runner.message_hub
-    assert hub.get_scalar('train/loss_gmacs').current() > 0
     assert hub.get_scalar('train/gmacs').current() > 0
+    target = cfg.custom_hooks[0]['target_ratio']  # DP-S: a GMACs budget
+    if target < 1:  # the initial model is over budget: lambda > 0 after iteration 1
+        assert hub.get_scalar('train/gmacs_lambda').current() > 0
+        assert hub.get_scalar('train/loss_gmacs').current() > 0
+    else:  # a budget above the initial cost does not bind: no GMACs loss
+        assert hub.get_scalar('train/gmacs_lambda').current() == 0
+        assert 'train/loss_gmacs' not in hub.log_scalars
     for pool, alpha in zip(model.dynopools, before):
         h, w = pool.last_input_size
         r_h, r_w = pool.init_ratio
@@ -556,7 +564,9 @@ def test_mmpretrain_train_script_runs_a_config(image_folder, tmp_path):
         f'{k.replace(".", "_")} = {v!r}\n' for k, v in options.items() if '.' not in k)
         + "model = dict(head=dict(num_classes=2))\n"
         "data_preprocessor = dict(num_classes=2)\n"
-        "default_hooks = dict(checkpoint=None, logger=dict(interval=1))\n")
+        "default_hooks = dict(checkpoint=None, logger=dict(interval=1))\n"
+        # a binding budget, so the GMACs loss is on from the second iteration
+        "custom_hooks = [dict(type='DynOPoolGMACsHook', target_ratio=0.8)]\n")
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1', OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, script, str(child)], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=300)
