@@ -90,3 +90,23 @@ def main_job_voc_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('synthvoc_main') / 'VOC2012')
     write_synthetic_voc(root, num_train=120, num_val=4, seed=0)
     return root
+
+
+# A small DeepLabV3+ (ResNetV1c-18 inside DynOPoolBackbone) whose resizing layers are
+# ShapeAdaptor or DiffStride: the DP-S config of configs/dynopool_any/ with pool_cfg
+# replaced. ``exact_sizes=False``: these layers' sizes at init follow their own rules.
+RESIZING_DP_CFG = osp.join(REPO, 'configs', 'dynopool_any',
+                           'deeplabv3plus_dynopool-s-r50-d8_4xb4-20k_voc12aug-512x512.py')
+
+
+def resizing_layer_cfg(kind: str, out_dir: str) -> str:
+    """Write a config file (in ``out_dir``) for the small model with ``kind`` layers."""
+    path = osp.join(str(out_dir), f'r18_{kind.lower()}.py')
+    with open(path, 'w') as f:
+        f.write(f"_base_ = [{RESIZING_DP_CFG!r}]\n"
+                "model = dict(\n"
+                "    backbone=dict(exact_sizes=False, backbone=dict(depth=18),\n"
+                f"                  pool_cfg=dict(_delete_=True, type={kind!r})),\n"
+                "    decode_head=dict(in_channels=512, c1_in_channels=64),\n"
+                "    auxiliary_head=dict(in_channels=256))\n")
+    return path

@@ -281,7 +281,7 @@ def plot_work_dir(work_dir: str, baseline: Optional[str] = None,
     from mmengine.config import Config
 
     from ..ops import dynopool_layers
-    from .gmacs import reset_to_initial_ratios
+    from ..models.cost import reset_to_initial_ratios
     from .report import build_model_from_config, model_report, training_input_shape
 
     out_dir = out_dir or osp.join(work_dir, 'plots')

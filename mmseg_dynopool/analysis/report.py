@@ -7,43 +7,31 @@ the same for a config (+ checkpoint) and insists that the model has DynOPool lay
 :func:`format_report` renders it as text. ``tools/analysis/dynopool_report.py`` is the
 command-line front end.
 
-GMACs accounting: ``mmengine.analysis.FlopAnalyzer`` counts one multiply-add as one flop.
-It does not see the ``'max'`` DynOPool's sampling (a custom autograd function) but would
-count the ``'avg'`` one's ``F.interpolate``; so whatever it attributes to DynOPool modules
-is removed from its total and every DynOPool *call* is added analytically instead, counted
-the way mmengine counts a bilinear resize (:func:`dynopool_call_gmacs`).
+GMACs accounting is the cost model's (:mod:`mmseg_dynopool.models.cost`):
+``mmengine.analysis.FlopAnalyzer`` (one multiply-add = one flop) for every other layer;
+whatever it attributes to a resizing layer (DynOPool, ShapeAdaptor, DiffStride) is removed
+and every call of such a layer is counted by the one rule,
+:func:`~mmseg_dynopool.models.cost.resize_call_gmacs` - the same rule the GMACs hook's
+Eq. 4.7 estimate uses.
 """
-import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from ..models.build import (CheckpointMismatchError,  # noqa: F401
+                            build_model_from_config)
+from ..models.cost import calls_gmacs, dynopool_call_gmacs, probe_and_count
 from ..ops import DynOPool, dynopool_layers
 
 
 class NoDynOPoolError(ValueError):
-    """The model has no DynOPool layer (nothing to report or freeze)."""
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint does not fit the model built from a config."""
-
-
-def dynopool_call_gmacs(channels: int, out_size: Sequence[int]) -> float:
-    """GMACs of one DynOPool call on one image producing ``out_size = (h, w)``.
-
-    Counted like mmengine counts bilinear resizes (4 multiply-adds per bilinear sample),
-    with 4 samples per output cell (Eq. 4.2), i.e. ``4 * C * 2h * 2w``; the max/mean over
-    the four samples is not a MAC (mmengine does not count pooling either).
-    """
-    h, w = out_size
-    return 4.0 * channels * (2 * h) * (2 * w) / 1e9
+    """The model has no learnable resizing layer (nothing to report or freeze)."""
 
 
 def dynopool_gmacs(pool: DynOPool, channels: int) -> float:
     """GMACs of one call of ``pool`` at its last output size (see
-    :func:`dynopool_call_gmacs`); 0 if the pool has not run yet."""
+    :func:`~mmseg_dynopool.models.cost.dynopool_call_gmacs`); 0 if it has not run."""
     if pool.last_size is None:
         return 0.0
     return dynopool_call_gmacs(channels, pool.last_size)
@@ -64,15 +52,6 @@ def _stream_hooks(model: nn.Module, sizes: List[Tuple[int, int]]) -> list:
 
     return [backbone.conv1.register_forward_hook(grab),
             backbone.stage4.register_forward_hook(grab_list)]
-
-
-def _count_flops(model: nn.Module, x: torch.Tensor) -> Tuple[float, Dict[str, int]]:
-    """Total and per-module flops (= MACs) as ``mmengine.analysis`` counts them."""
-    from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(model, (x, ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    return float(analyzer.total()), dict(analyzer.by_module())
 
 
 def model_report(model: nn.Module, shape: Tuple[int, int], in_channels: int = 3
@@ -96,40 +75,17 @@ def model_report(model: nn.Module, shape: Tuple[int, int], in_channels: int = 3
       ``input_size``, ``ratio`` (``[r_h, r_w]``), ``alpha``, ``calls`` (how often it
       ran in one forward: HRNet shares one pool per level), ``gmacs`` (all its calls).
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    x = torch.zeros(1, in_channels, *shape, device=device)
     pools = dynopool_layers(model)
-    calls: Dict[int, List[Tuple[int, Tuple[int, int], Tuple[int, int]]]] = {
-        id(m): [] for _, m in pools}
-
-    def record(module, args, out):
-        calls[id(module)].append((int(args[0].shape[1]), tuple(args[0].shape[-2:]),
-                                  tuple(out.shape[-2:])))
-
     levels: List[Tuple[int, int]] = []
-    handles = [m.register_forward_hook(record) for _, m in pools]
-    handles += _stream_hooks(model, levels)
-    try:
-        with torch.no_grad():
-            model(x)
-        for h in handles:
-            h.remove()
-        handles = []
-        with torch.no_grad():
-            total_flops, by_module = _count_flops(model, x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    calls, total_flops, by_module = probe_and_count(
+        model, shape, in_channels, install=lambda: _stream_hooks(model, levels))
 
     layers = []
     pool_gmacs = 0.0
     seen_by_mmengine = 0.0
     for name, pool in pools:
         own = calls[id(pool)]
-        g = sum(dynopool_call_gmacs(c, out) for c, _, out in own)
+        g = calls_gmacs(pool, own)
         pool_gmacs += g
         seen_by_mmengine += by_module.get(name, 0) / 1e9
         layers.append(dict(
@@ -137,9 +93,13 @@ def model_report(model: nn.Module, shape: Tuple[int, int], in_channels: int = 3
             size=[int(v) for v in (pool.last_size or ())],
             input_size=[int(v) for v in (pool.last_input_size or ())],
             ratio=[round(v, 6) for v in pool.ratio.tolist()],
-            alpha=[round(v, 6) for v in pool.alpha.detach().tolist()],
             calls=len(own),
-            gmacs=g))
+            gmacs=g, type=type(pool).__name__))
+        # The raw parameter: DynOPool's and ShapeAdaptor's alpha, DiffStride's stride.
+        for param in ('alpha', 'stride'):
+            value = getattr(pool, param, None)
+            if isinstance(value, torch.Tensor):
+                layers[-1][param] = [round(v, 6) for v in value.detach().tolist()]
     counted = total_flops / 1e9 - seen_by_mmengine
     total = counted + pool_gmacs
     return dict(input_shape=[int(shape[0]), int(shape[1])], gmacs=total,
@@ -148,56 +108,6 @@ def model_report(model: nn.Module, shape: Tuple[int, int], in_channels: int = 3
                 dynopool_share=pool_gmacs / total if total else 0.0,
                 params=sum(p.numel() for p in model.parameters()),
                 levels=[list(s) for s in levels], layers=layers)
-
-
-def build_model_from_config(config: Union[str, Any], checkpoint: Optional[str] = None,
-                            cfg_options: Optional[dict] = None) -> nn.Module:
-    """Build the model of an mm config (mmseg or mmpretrain) and load a checkpoint.
-
-    ``config`` is a path or an ``mmengine.Config``. SyncBN is turned into plain BN (no
-    process group here) and the model is returned in eval mode. A checkpoint must fit
-    the model exactly (strict loading); otherwise :class:`CheckpointMismatchError` says
-    which keys differ.
-    """
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope, init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    # A deep copy: building pops keys from the model dict.
-    cfg = Config.fromfile(config) if isinstance(config, str) else copy.deepcopy(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope', 'mmseg')
-    if DefaultScope.get_current_instance() is None or \
-            DefaultScope.get_current_instance().scope_name != scope:
-        init_default_scope(scope)
-    if scope == 'mmpretrain':
-        from mmpretrain.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model_cfg = cfg.model
-    if checkpoint:
-        # The checkpoint replaces the pretrained weights (which may be a URL).
-        model_cfg.pop('pretrained', None)
-    model = MODELS.build(model_cfg)
-    _to_plain_bn(model)
-    if checkpoint:
-        try:
-            load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                            logger='silent')
-        except RuntimeError as err:
-            name = config if isinstance(config, str) else 'the config'
-            raise CheckpointMismatchError(
-                f'checkpoint {checkpoint} does not match the model of {name}: '
-                f'{str(err).strip()}') from err
-    model.eval()
-    return model
-
-
-def _to_plain_bn(model: nn.Module) -> None:
-    """SyncBN cannot run outside a process group; report on a CPU with plain BN."""
-    from mmengine.model import revert_sync_batchnorm
-    revert_sync_batchnorm(model)
 
 
 def dynopool_report(config: Union[str, Any], shape: Tuple[int, int],

@@ -1,16 +1,13 @@
-"""Freeze a trained DynOPool model into a fixed-size one and export it to ONNX.
+"""Freeze a trained model's learnable resizing layers into fixed-size ones; save/load.
 
-A DynOPool's output size depends on its alpha and on its input size. For one network
-input size every DynOPool therefore has fixed input and output sizes, and its forward is
-exactly ``F.interpolate(x, size=(2h, 2w), mode='bilinear', align_corners=False)``
-followed by a 2x2 max (or mean) pooling (see ``ops/functional.py``: the query points of
-Eq. 4.2 are the sample points of that resize). :func:`freeze_dynopool` runs the model
-once at the given input size, records every DynOPool's ``input size -> output size`` and
-replaces each DynOPool - wherever it is referenced: as a submodule, or inside a hook
-object such as DynOPoolHRNet's ``ResizeBefore`` - by a :class:`FrozenDynOPool` doing just
-that resize + pooling. No learnable resizing (no alpha, no straight-through sizes, no
-custom autograd function) is left, so ``torch.onnx.export`` traces plain ``Resize`` and
-``MaxPool``/``AveragePool`` nodes.
+A DynOPool's output size depends on its alpha and on its input size (likewise a
+ShapeAdaptor's on its alpha, a DiffStride's on its stride). For one network input size
+every such layer therefore has fixed input and output sizes. :func:`freeze_dynopool` runs
+the model once at the given input size (the cost model's probe forward), records every
+layer's ``input size -> output size`` and replaces each layer - wherever it is
+referenced: as a submodule, or inside a hook object such as DynOPoolHRNet's
+``ResizeBefore`` - by its fixed-size stand-in (``deploy/frozen_layer.py``). No learnable
+resizing is left, so ``torch.onnx.export`` traces plain ops (``deploy/onnx.py``).
 
 The frozen model is only valid at the input size it was frozen at (the sizes are
 baked in); a different input size raises a clear error instead of silently resampling.
@@ -19,15 +16,16 @@ import copy
 import json
 import os
 import os.path as osp
-import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from ..ops import DynOPool, dynopool_layers
-from ..ops.functional import AGGREGATIONS
+from ..models.cost import call_model, probe
+from ..ops import DynOPool
+from ..ops.resizing import RESIZING_LAYERS, is_resizing_layer
+from .frozen_layer import FrozenDynOPool, FrozenResizingLayer
+from .onnx import ONNX_FILE  # noqa: F401  (the file names of a frozen model, together)
 
 Size = Tuple[int, int]
 
@@ -35,83 +33,29 @@ Size = Tuple[int, int]
 CONFIG_FILE = 'config.py'
 WEIGHTS_FILE = 'frozen_model.pth'
 SIZES_FILE = 'frozen_sizes.json'
-ONNX_FILE = 'model.onnx'
+#: The fixed-size stand-ins a frozen model contains.
+FROZEN_LAYERS: Tuple[type, ...] = (FrozenDynOPool, FrozenResizingLayer)
 
 
-class FrozenDynOPool(nn.Module):
-    """A DynOPool with its sizes fixed: bilinear resize to ``(2h, 2w)`` + 2x2 pooling.
-
-    Args:
-        sizes (dict): ``{(H_in, W_in): (h, w)}``, the output size for every input size
-            the original DynOPool saw at the frozen network input size (one entry in
-            practice; HRNet's shared pools always see the same size).
-        aggregation (str): ``'max'`` or ``'avg'``, as the original DynOPool.
-        name (str): where the pool lives in the model (for error messages).
-    """
-
-    def __init__(self, sizes: Dict[Size, Size], aggregation: str = 'max',
-                 name: str = '') -> None:
-        super().__init__()
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f'aggregation must be one of {AGGREGATIONS}, '
-                             f'got {aggregation!r}')
-        if not sizes:
-            raise ValueError('FrozenDynOPool needs at least one input -> output size')
-        self.sizes = {(int(k[0]), int(k[1])): (int(v[0]), int(v[1]))
-                      for k, v in sizes.items()}
-        self.aggregation = aggregation
-        self.name = name
-        # Mirrors of DynOPool's attributes that reports and DynOPoolHRNet.feature_sizes()
-        # read.
-        self.last_size: Optional[Size] = None
-        self.last_input_size: Optional[Size] = None
-        # The effective 1/ratio (input/output size, of the first table entry) as a
-        # constant, non-persistent buffer - not a parameter, never learned. It exists
-        # because code written for DynOPool touches ``pool.alpha`` (DynOPoolHRNet's
-        # _freeze_stages sets its requires_grad on every train()/eval()).
-        (h_in, w_in), (h, w) = next(iter(self.sizes.items()))
-        self.register_buffer('alpha', torch.tensor([h_in / h, w_in / w]),
-                             persistent=False)
-
-    @property
-    def ratio(self) -> Tensor:
-        """Effective ``(r_h, r_w)`` = output / input size (first table entry)."""
-        return 1.0 / self.alpha
-
-    def extra_repr(self) -> str:
-        pairs = ', '.join(f'{i[0]}x{i[1]}->{o[0]}x{o[1]}' for i, o in self.sizes.items())
-        return f'{pairs}, aggregation={self.aggregation!r}'
-
-    def forward(self, x: Tensor) -> Tensor:
-        # Python ints on purpose: under ONNX tracing the sizes become constants.
-        in_size = (int(x.shape[-2]), int(x.shape[-1]))
-        out = self.sizes.get(in_size)
-        if out is None:
-            known = ', '.join(f'{h}x{w}' for h, w in self.sizes)
-            raise RuntimeError(
-                f'FrozenDynOPool {self.name or ""} was frozen for input size(s) {known}, '
-                f'got {in_size[0]}x{in_size[1]}: the frozen model only runs at the '
-                'network input size it was frozen at; freeze the trained model again '
-                'for this size.')
-        z = F.interpolate(x, size=(2 * out[0], 2 * out[1]), mode='bilinear',
-                          align_corners=False)
-        self.last_input_size, self.last_size = in_size, out
-        if self.aggregation == 'max':
-            return F.max_pool2d(z, 2)
-        return F.avg_pool2d(z, 2)
+def _frozen(layer: nn.Module, sizes: Dict[Size, Size], name: str) -> nn.Module:
+    """The fixed-size stand-in of one resizing layer."""
+    if isinstance(layer, DynOPool):
+        return FrozenDynOPool(sizes, layer.aggregation, name)
+    return FrozenResizingLayer(layer, sizes, name)
 
 
 def _is_pool(obj: Any) -> bool:
-    return isinstance(obj, (DynOPool, FrozenDynOPool))
+    return isinstance(obj, RESIZING_LAYERS + FROZEN_LAYERS)
 
 
 def _hook_dicts(module: nn.Module) -> List[dict]:
     return [module._forward_pre_hooks, module._forward_hooks]
 
 
-def named_pools(model: nn.Module, kinds: Tuple[type, ...] = (DynOPool, )
+def named_pools(model: nn.Module, kinds: Tuple[type, ...] = RESIZING_LAYERS
                 ) -> List[Tuple[str, nn.Module]]:
-    """Every distinct pool of type ``kinds`` that ``model`` uses, with a stable name.
+    """Every distinct pool of type ``kinds`` (default: every learnable resizing layer)
+    that ``model`` uses, with a stable name.
 
     Pools in the module tree are named as by :func:`~mmseg_dynopool.dynopool_layers`;
     a pool referenced only by a hook object gets ``<module>.<hook>.<attribute>``.
@@ -145,49 +89,38 @@ def _replace_pools(model: nn.Module, replacement: Dict[int, nn.Module]) -> None:
                         setattr(hook, attr, replacement[id(value)])
 
 
-def _call_model(model: nn.Module, x: Tensor):
-    """The tensor forward (mm models take ``mode='tensor'``, plain modules just ``x``)."""
-    from mmengine.model import BaseModel
-    if isinstance(model, BaseModel):
-        return model(x, mode='tensor')
-    return model(x)
-
-
-@torch.no_grad()
 def record_pool_sizes(model: nn.Module, input_shape: Sequence[int], in_channels: int = 3
                       ) -> Dict[int, Dict[Size, Size]]:
-    """``{id(pool): {input size: output size}}`` of every DynOPool call in one forward
-    of ``model`` (eval mode) on a ``1 x in_channels x H x W`` input."""
+    """``{id(layer): {input size: output size}}`` of every resizing-layer call in one
+    probe forward of ``model`` (:func:`~mmseg_dynopool.models.cost.probe`)."""
     sizes: Dict[int, Dict[Size, Size]] = {}
 
     def hook(module, args, output):
-        if isinstance(module, DynOPool):
+        if is_resizing_layer(module):
             in_size = (int(args[0].shape[-2]), int(args[0].shape[-1]))
             sizes.setdefault(id(module), {})[in_size] = (int(output.shape[-2]),
                                                          int(output.shape[-1]))
 
-    device = next(model.parameters()).device
-    x = torch.zeros(1, in_channels, *input_shape, device=device)
-    # A global hook sees every call, also of pools reached only through hooks.
-    handle = nn.modules.module.register_module_forward_hook(hook)
-    was_training = model.training
-    model.eval()
-    try:
-        _call_model(model, x)
-    finally:
-        handle.remove()
-        model.train(was_training)
+    with probe(model, input_shape, in_channels) as x:
+        # A global hook sees every call, also of pools reached only through hooks.
+        handle = nn.modules.module.register_module_forward_hook(hook)
+        try:
+            call_model(model, x)
+        finally:
+            handle.remove()
     return sizes
 
 
 def freeze_dynopool(model: nn.Module, input_shape: Sequence[int], in_channels: int = 3
                     ) -> nn.Module:
-    """A copy of ``model`` with every DynOPool replaced by a :class:`FrozenDynOPool`.
+    """A copy of ``model`` with every learnable resizing layer replaced by a fixed-size
+    one: a DynOPool by a :class:`FrozenDynOPool`, a ShapeAdaptor or DiffStride by a
+    :class:`FrozenResizingLayer`.
 
     The sizes are those the DynOPools have for a network input of ``input_shape``
     ``(H, W)``; at that size the frozen model computes the same outputs as ``model``
     (same ops, same order). ``model`` itself is not changed. The copy is in eval mode
-    and has no DynOPool (and no ``alpha``) left.
+    and has no live resizing layer left (a FrozenDynOPool has no ``alpha``).
 
     Raises:
         ValueError: ``model`` has no DynOPool, or a DynOPool is not used at that size.
@@ -206,8 +139,7 @@ def freeze_dynopool(model: nn.Module, input_shape: Sequence[int], in_channels: i
     if unused:
         raise ValueError(f'freeze_dynopool: DynOPool layers not used in a forward at '
                          f'{input_shape[0]}x{input_shape[1]}: {unused}')
-    replacement = {id(pool): FrozenDynOPool(sizes[id(pool)], pool.aggregation, name)
-                   for name, pool in pools}
+    replacement = {id(pool): _frozen(pool, sizes[id(pool)], name) for name, pool in pools}
     _replace_pools(frozen, replacement)
     for p in frozen.parameters():
         p.requires_grad_(False)
@@ -218,17 +150,17 @@ def freeze_dynopool(model: nn.Module, input_shape: Sequence[int], in_channels: i
 @torch.no_grad()
 def _assert_no_dynopool_runs(model: nn.Module, input_shape: Sequence[int],
                              in_channels: int) -> None:
-    left = [n for n, m in model.named_modules() if isinstance(m, DynOPool)]
+    left = [n for n, m in model.named_modules() if is_resizing_layer(m)]
     called: List[str] = []
 
     def hook(module, args):
-        if isinstance(module, DynOPool):
+        if is_resizing_layer(module):
             called.append(module.extra_repr())
 
     handle = nn.modules.module.register_module_forward_pre_hook(hook)
     try:
         device = next(model.parameters()).device
-        _call_model(model, torch.zeros(1, in_channels, *input_shape, device=device))
+        call_model(model, torch.zeros(1, in_channels, *input_shape, device=device))
     finally:
         handle.remove()
     if left or called:
@@ -239,13 +171,17 @@ def _assert_no_dynopool_runs(model: nn.Module, input_shape: Sequence[int],
 
 
 def frozen_sizes(model: nn.Module) -> Dict[str, Dict[str, Any]]:
-    """JSON-able ``{pool name: {"aggregation", "sizes": [{"input", "output"}]}}`` of a
-    frozen model (names as :func:`named_pools` gives them in the unfrozen model)."""
+    """JSON-able ``{layer name: {"type", "sizes": [{"input", "output"}]}}`` of a frozen
+    model (plus ``"aggregation"`` for DynOPool; names as :func:`named_pools` gives them
+    in the unfrozen model)."""
     out = {}
-    for name, pool in named_pools(model, (FrozenDynOPool, )):
-        out[name] = dict(aggregation=pool.aggregation,
-                         sizes=[dict(input=list(i), output=list(o))
-                                for i, o in pool.sizes.items()])
+    for name, pool in named_pools(model, FROZEN_LAYERS):
+        entry = dict(type=getattr(pool, 'kind', 'DynOPool'),
+                     sizes=[dict(input=list(i), output=list(o))
+                            for i, o in pool.sizes.items()])
+        if isinstance(pool, FrozenDynOPool):
+            entry['aggregation'] = pool.aggregation
+        out[name] = entry
     return out
 
 
@@ -263,7 +199,11 @@ def apply_frozen_sizes(model: nn.Module, sizes: Dict[str, Dict[str, Any]]) -> nn
     for name, pool in pools.items():
         entry = sizes[name]
         table = {tuple(s['input']): tuple(s['output']) for s in entry['sizes']}
-        replacement[id(pool)] = FrozenDynOPool(table, entry['aggregation'], name)
+        kind = entry.get('type', 'DynOPool')
+        if kind != type(pool).__name__:
+            raise ValueError(f'frozen size table: {name} is a {kind} there but a '
+                             f'{type(pool).__name__} in the model')
+        replacement[id(pool)] = _frozen(pool, table, name)
     _replace_pools(model, replacement)
     return model
 
@@ -297,107 +237,10 @@ def load_frozen(out_dir: str, config: Optional[str] = None) -> nn.Module:
     is built with DynOPools, which are then replaced from the saved size table before
     the weights are loaded strictly).
     """
-    from ..analysis.report import build_model_from_config
+    from ..models.build import build_model_from_config
     blob = torch.load(osp.join(out_dir, WEIGHTS_FILE), map_location='cpu',
                       weights_only=False)
     model = build_model_from_config(config or osp.join(out_dir, CONFIG_FILE))
     apply_frozen_sizes(model, blob['frozen_sizes'])
     model.load_state_dict(blob['state_dict'], strict=True)
     return model.eval()
-
-
-class TensorForward(nn.Module):
-    """``forward(x)`` = the model's tensor forward (what gets exported to ONNX).
-
-    For mmseg segmentors: the decode head's logits at its own resolution (no resize to
-    the image, no argmax); for mmpretrain classifiers: the head's output. Tuples/lists
-    of tensors come out as a tuple.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor):
-        out = _call_model(self.model, x)
-        return tuple(out) if isinstance(out, (list, tuple)) else out
-
-
-def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str,
-                in_channels: int = 3, opset_version: int = 17,
-                dynamic_batch: bool = True) -> str:
-    """Export ``model``'s tensor forward to ONNX at input ``1 x C x H x W``.
-
-    Pass a frozen model (:func:`freeze_dynopool`); a model with live DynOPools is
-    refused, its custom autograd function has no ONNX form. Uses the TorchScript-based
-    exporter (``dynamo=False``): the torch.export-based default needs ``onnxscript``,
-    which this project does not install. Spatial sizes are fixed; the batch axis is
-    dynamic unless ``dynamic_batch=False``. Input name ``input``, outputs ``output``
-    (``output0``, ``output1``... for several).
-    """
-    if dynopool_layers(model):
-        raise ValueError('export_onnx: the model still has DynOPool layers; freeze it '
-                         'first with freeze_dynopool(model, input_shape)')
-    wrapper = TensorForward(model).eval()
-    device = next(model.parameters()).device
-    x = torch.zeros(1, in_channels, *input_shape, device=device)
-    with torch.no_grad():
-        out = wrapper(x)
-    n_out = len(out) if isinstance(out, tuple) else 1
-    outputs = ['output'] if n_out == 1 else [f'output{i}' for i in range(n_out)]
-    axes = None
-    if dynamic_batch:
-        axes = {name: {0: 'batch'} for name in ['input', *outputs]}
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with warnings.catch_warnings():
-        # Tracer warnings about Python ints from shapes are the point: sizes are fixed.
-        warnings.simplefilter('ignore')
-        torch.onnx.export(wrapper, (x, ), path, input_names=['input'],
-                          output_names=outputs, opset_version=opset_version,
-                          dynamic_axes=axes, dynamo=False)
-    return path
-
-
-def run_onnx(path: str, x: Union[Tensor, Any]) -> List[Any]:
-    """Run an exported model with onnxruntime (CPU) on ``x``; returns its outputs."""
-    import numpy as np
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    arr = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-    return session.run(None, {session.get_inputs()[0].name: arr.astype(np.float32)})
-
-
-def max_abs_diff(a, b) -> float:
-    """Largest absolute difference between two (tuples of) tensors / arrays."""
-    import numpy as np
-    a = a if isinstance(a, (list, tuple)) else [a]
-    b = b if isinstance(b, (list, tuple)) else [b]
-    if len(a) != len(b):
-        raise ValueError(f'different numbers of outputs: {len(a)} vs {len(b)}')
-    diff = 0.0
-    for u, v in zip(a, b):
-        u = u.detach().cpu().numpy() if isinstance(u, Tensor) else np.asarray(u)
-        v = v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v)
-        if u.shape != v.shape:
-            raise ValueError(f'output shapes differ: {u.shape} vs {v.shape}')
-        diff = max(diff, float(np.abs(u.astype(np.float64) - v).max()))
-    return diff
-
-
-@torch.no_grad()
-def compare_outputs(reference: nn.Module, frozen: nn.Module, x: Tensor,
-                    onnx_path: Optional[str] = None) -> Dict[str, float]:
-    """Max abs differences on ``x``: frozen vs reference (``frozen_vs_trained``) and,
-    given ``onnx_path``, onnxruntime vs the frozen and the reference model; plus
-    ``max_abs_trained_output`` for scale."""
-    ref = TensorForward(reference).eval()(x)
-    out = TensorForward(frozen).eval()(x)
-    scale = max(float(t.abs().max()) for t in (ref if isinstance(ref, tuple) else [ref]))
-    result = dict(max_abs_trained_output=scale, frozen_vs_trained=max_abs_diff(out, ref))
-    if onnx_path is not None:
-        ort_out = run_onnx(onnx_path, x)
-        result['onnx_vs_frozen'] = max_abs_diff(ort_out, out)
-        result['onnx_vs_trained'] = max_abs_diff(ort_out, ref)
-    return result

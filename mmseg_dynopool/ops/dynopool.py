@@ -75,7 +75,10 @@ def _refresh_host_alphas(layer: 'DynOPool') -> None:
     device, in one device->host transfer."""
     device = layer.alpha.device
     batch = [layer]
-    for other in list(_LIVE_LAYERS):
+    # Under a JIT trace (mmengine's FlopAnalyzer) only the traced layer: another
+    # model's alpha would enter the graph as a constant that requires grad.
+    others = [] if torch.jit.is_tracing() else list(_LIVE_LAYERS)
+    for other in others:
         if other is not layer and other._host_stale() and other.alpha.device == device:
             batch.append(other)
     with torch.no_grad():
@@ -219,6 +222,13 @@ class DynOPool(nn.Module):
         alpha.copy_(fixed)
         self._alpha_valid.copy_(fixed)
 
+    @torch.no_grad()
+    def reset_parameters_to_initial(self) -> None:
+        """Restore ``alpha`` to ``1 / init_ratio`` (the interface all resizing layers
+        share, see ``ops/resizing.py``)."""
+        self.alpha.copy_(torch.tensor([1.0 / r for r in self.init_ratio]))
+        self._alpha_valid.copy_(self.alpha)
+
     def invalidate_sizes(self) -> None:
         """Forget the host copy of alpha; the next forward reads it again (batched).
 
@@ -315,15 +325,6 @@ class DynOPool(nn.Module):
         self.last_input_size = (h_in, w_in)
         self.last_size = (h_out, w_out)
         return dynopool_sample(x, pos_h, pos_w, self.aggregation, geometry)
-
-
-def dynopool_layers(model: nn.Module) -> List[Tuple[str, DynOPool]]:
-    """The distinct DynOPool instances of ``model`` as ``(name, module)`` pairs.
-
-    Order is that of ``model.named_modules()`` (registration order), stable across runs;
-    a shared instance appears once, under the first name it is reachable by.
-    """
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, DynOPool)]
 
 
 def _guard_after_step(optimizer: torch.optim.Optimizer, args: Iterable,

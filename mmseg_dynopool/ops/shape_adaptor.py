@@ -402,7 +402,7 @@ class ShapeAdaptor(nn.Module):
     def count_macs(self, input_shape: Sequence[int]) -> int:
         """Multiply-accumulates of one call on an input of ``input_shape``.
 
-        Rule (shared with DiffStride and, in ``analysis/report.py``, DynOPool): a bilinear
+        Rule (shared with DiffStride and, in ``models/cost.py``, DynOPool): a bilinear
         sample costs 4 MACs per output element and channel (as ``mmengine.analysis``
         counts a bilinear resize); max/avg pooling and copies cost 0; the blend
         ``lerp(b2, b1, w)`` costs 1 MAC per output element and channel. So

@@ -51,11 +51,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
 
     import mmseg_dynopool  # noqa: F401  (registers DynOPool, checkpoint loading)
-    from mmseg_dynopool.analysis.report import (CheckpointMismatchError,
-                                                build_model_from_config)
-    from mmseg_dynopool.deploy import (compare_outputs, export_onnx, freeze_dynopool,
+    from mmseg_dynopool.deploy import (ONNX_FILE, UnsupportedExportError,
+                                       compare_outputs, export_onnx, freeze_dynopool,
                                        frozen_sizes, save_frozen)
-    from mmseg_dynopool.deploy.freeze import ONNX_FILE
+    from mmseg_dynopool.models.build import (CheckpointMismatchError,
+                                             build_model_from_config)
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -71,8 +71,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   checkpoint=osp.abspath(args.checkpoint)))
     onnx_path = None
     if not args.no_onnx:
-        onnx_path = export_onnx(frozen, args.shape, osp.join(args.out, ONNX_FILE),
-                                args.in_channels, args.opset)
+        try:
+            onnx_path = export_onnx(frozen, args.shape, osp.join(args.out, ONNX_FILE),
+                                    args.in_channels, args.opset)
+        except UnsupportedExportError as err:
+            print(f'error: {err}; rerun with --no-onnx to freeze without exporting',
+                  file=sys.stderr)
+            return 1
         paths['onnx'] = onnx_path
     x = torch.randn(1, args.in_channels, *args.shape,
                     generator=torch.Generator().manual_seed(args.seed))
@@ -88,7 +93,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, entry in report['pools'].items():
         sizes = ', '.join(f"{s['input'][0]}x{s['input'][1]} -> "
                           f"{s['output'][0]}x{s['output'][1]}" for s in entry['sizes'])
-        print(f'{name}: {sizes} ({entry["aggregation"]})')
+        kind = entry.get('aggregation', entry.get('type', ''))
+        print(f'{name}: {sizes} ({kind})')
     for key, value in diffs.items():
         print(f'{key}: {value:.3g}')
     for key, path in paths.items():

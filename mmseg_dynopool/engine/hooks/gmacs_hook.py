@@ -20,8 +20,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
 
-from ...analysis.gmacs import GMACsProfile, profile_gmacs, reset_to_initial_ratios
-from ...ops import dynopool_layers
+from ...models.cost import GMACsProfile, profile_gmacs, reset_to_initial_ratios
+from ...ops import DynOPool, dynopool_layers, ratio_parameter, scale_ratio
 
 
 @HOOKS.register_module()
@@ -37,7 +37,12 @@ class DynOPoolGMACsHook(Hook):
     estimate) and per DynOPool ``<name>/h``, ``/w``, ``/r_h``, ``/r_w``.
 
     Works with models wrapped by (MM)DistributedDataParallel and with any model that has
-    DynOPool layers (mmseg segmentors, mmpretrain classifiers).
+    learnable resizing layers - DynOPool, ShapeAdaptor or DiffStride, found by
+    :func:`~mmseg_dynopool.dynopool_layers` (mmseg segmentors, mmpretrain classifiers).
+    The estimate and its gradient go through each layer's ``continuous_size``; the cost
+    model (``models/cost.py``) counts each layer's own cost by one rule, shared with the
+    report. The budget projection and freezing act on each layer's own parameter
+    (``alpha``, or DiffStride's ``stride``) through ``ops.resizing.scale_ratio``.
 
     **Budget mode** (``target_ratio`` set): the user sets the cost, lambda follows
     (docs/budget.md). With ``T = target_ratio * GMACs^0`` (the profiled initial cost),
@@ -138,8 +143,9 @@ class DynOPoolGMACsHook(Hook):
         self._pools = [m for _, m in dynopool_layers(model)]
         if not self._pools:
             raise ValueError(
-                'DynOPoolGMACsHook: the model has no DynOPool layer; remove the hook '
-                'from custom_hooks or use a DynOPool backbone (e.g. DynOPoolHRNet)')
+                'DynOPoolGMACsHook: the model has no DynOPool layer (nor a ShapeAdaptor '
+                'or DiffStride); remove the hook from custom_hooks or use a DynOPool '
+                'backbone (e.g. DynOPoolHRNet)')
         if self.input_shape is not None:
             self._setup(runner, self.input_shape)
 
@@ -172,9 +178,10 @@ class DynOPoolGMACsHook(Hook):
                                                       self.profile.owned_gmacs))
             + f', fixed: {self.profile.fixed_gmacs:.3f}')
         for pool, name in zip(self._pools, self.profile.pool_names):
-            runner.logger.info(
-                f'DynOPoolGMACsHook: {name} allowed ratio range '
-                f'[{pool.min_ratio}, {pool.max_ratio}], max_size={pool.max_size}')
+            if isinstance(pool, DynOPool):
+                runner.logger.info(
+                    f'DynOPoolGMACsHook: {name} allowed ratio range '
+                    f'[{pool.min_ratio}, {pool.max_ratio}], max_size={pool.max_size}')
         self._handle = model.register_forward_hook(self._add_loss, with_kwargs=True)
 
     def _add_loss(self, module, args, kwargs, output):
@@ -219,14 +226,14 @@ class DynOPoolGMACsHook(Hook):
         Returns the GMACs after the projection.
         """
         target = self.target_gmacs
-        start = [p.alpha.detach().clone() for p in self._pools]
-        factors = [torch.ones_like(a) for a in start]
+        start = [ratio_parameter(p).detach().clone() for p in self._pools]
+        # One factor per axis of every layer's ratio (ShapeAdaptor, one scale for both
+        # axes, takes their geometric mean; see ops.resizing.scale_ratio).
+        factors = [torch.ones(2, dtype=a.dtype, device=a.device) for a in start]
 
         def apply() -> float:
-            for pool, alpha, factor in zip(self._pools, start, factors):
-                new = (alpha / factor).clamp(1.0 / pool.max_ratio, 1.0 / pool.min_ratio)
-                pool.alpha.copy_(new)
-                pool.guard_alpha()
+            for pool, param, factor in zip(self._pools, start, factors):
+                scale_ratio(pool, param, factor)
             return float(self.profile.estimate(self._pools))
 
         def largest(setter, lo: float, hi: float) -> float:
@@ -269,7 +276,7 @@ class DynOPoolGMACsHook(Hook):
                 f'DynOPoolGMACsHook: projected the ratios onto the budget at iteration '
                 f'{runner.iter}: {gmacs:.4g} -> {after:.4g} GMACs (target {target:.4g}, '
                 f'lambda {self.lam:.4g}, exceeded during training: {self.exceeded})')
-        self.frozen = [p.alpha.detach().clone() for p in self._pools]
+        self.frozen = [ratio_parameter(p).detach().clone() for p in self._pools]
         runner.logger.info(
             f'DynOPoolGMACsHook: alphas frozen at iteration {runner.iter} '
             f'({self.current_gmacs():.4g} GMACs, {self.current_gmacs() / target:.4f} x '
@@ -277,8 +284,8 @@ class DynOPoolGMACsHook(Hook):
 
     def _restore_frozen(self) -> None:
         with torch.no_grad():
-            for pool, alpha in zip(self._pools, self.frozen):
-                pool.alpha.copy_(alpha)
+            for pool, value in zip(self._pools, self.frozen):
+                ratio_parameter(pool).copy_(value)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -335,7 +342,8 @@ class DynOPoolGMACsHook(Hook):
                 raise ValueError('DynOPoolGMACsHook: the checkpoint froze '
                                  f'{len(self.frozen)} pools, the model has '
                                  f'{len(self._pools)}')
-            self.frozen = [a.to(p.alpha.device) for a, p in zip(self.frozen, self._pools)]
+            self.frozen = [a.to(ratio_parameter(p).device)
+                           for a, p in zip(self.frozen, self._pools)]
             self._restore_frozen()
 
     def after_train(self, runner) -> None:

@@ -1,0 +1,154 @@
+"""Fixed-size stand-ins for the learnable resizing layers of a frozen model.
+
+:class:`FrozenDynOPool` is exactly a DynOPool at fixed sizes: ``F.interpolate(x,
+size=(2h, 2w), mode='bilinear', align_corners=False)`` followed by a 2x2 max (or mean)
+pooling (the query points of Eq. 4.2 are the sample points of that resize), with no
+alpha and no custom autograd function. :class:`FrozenResizingLayer` does the same job for
+ShapeAdaptor and DiffStride: it calls the layer's own forward with its learned parameter
+held fixed (a constant buffer, saved in the state dict under the layer's parameter name),
+so the sizes are fixed too. Both only run at the input sizes they were frozen for.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import DiffStride
+from ..ops.functional import AGGREGATIONS
+from ..ops.resizing import ratio_parameter
+
+Size = Tuple[int, int]
+
+
+def _size_table(sizes: Dict[Size, Size]) -> Dict[Size, Size]:
+    if not sizes:
+        raise ValueError('a frozen resizing layer needs at least one input -> output size')
+    return {(int(k[0]), int(k[1])): (int(v[0]), int(v[1])) for k, v in sizes.items()}
+
+
+def _wrong_size(kind: str, name: str, sizes: Dict[Size, Size], in_size: Size):
+    known = ', '.join(f'{h}x{w}' for h, w in sizes)
+    return RuntimeError(
+        f'{kind} {name or ""} was frozen for input size(s) {known}, got '
+        f'{in_size[0]}x{in_size[1]}: the frozen model only runs at the network input '
+        'size it was frozen at; freeze the trained model again for this size.')
+
+
+class FrozenDynOPool(nn.Module):
+    """A DynOPool with its sizes fixed: bilinear resize to ``(2h, 2w)`` + 2x2 pooling.
+
+    Args:
+        sizes (dict): ``{(H_in, W_in): (h, w)}``, the output size for every input size
+            the original DynOPool saw at the frozen network input size (one entry in
+            practice; HRNet's shared pools always see the same size).
+        aggregation (str): ``'max'`` or ``'avg'``, as the original DynOPool.
+        name (str): where the pool lives in the model (for error messages).
+    """
+
+    def __init__(self, sizes: Dict[Size, Size], aggregation: str = 'max',
+                 name: str = '') -> None:
+        super().__init__()
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f'aggregation must be one of {AGGREGATIONS}, '
+                             f'got {aggregation!r}')
+        self.sizes = _size_table(sizes)
+        self.aggregation = aggregation
+        self.name = name
+        # Mirrors of DynOPool's attributes that reports and DynOPoolHRNet.feature_sizes()
+        # read.
+        self.last_size: Optional[Size] = None
+        self.last_input_size: Optional[Size] = None
+        # The effective 1/ratio (input/output size, of the first table entry) as a
+        # constant, non-persistent buffer - not a parameter, never learned. It exists
+        # because code written for DynOPool touches ``pool.alpha`` (DynOPoolHRNet's
+        # _freeze_stages sets its requires_grad on every train()/eval()).
+        (h_in, w_in), (h, w) = next(iter(self.sizes.items()))
+        self.register_buffer('alpha', torch.tensor([h_in / h, w_in / w]),
+                             persistent=False)
+
+    @property
+    def ratio(self) -> Tensor:
+        """Effective ``(r_h, r_w)`` = output / input size (first table entry)."""
+        return 1.0 / self.alpha
+
+    def extra_repr(self) -> str:
+        pairs = ', '.join(f'{i[0]}x{i[1]}->{o[0]}x{o[1]}' for i, o in self.sizes.items())
+        return f'{pairs}, aggregation={self.aggregation!r}'
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Python ints on purpose: under ONNX tracing the sizes become constants.
+        in_size = (int(x.shape[-2]), int(x.shape[-1]))
+        out = self.sizes.get(in_size)
+        if out is None:
+            raise _wrong_size('FrozenDynOPool', self.name, self.sizes, in_size)
+        z = F.interpolate(x, size=(2 * out[0], 2 * out[1]), mode='bilinear',
+                          align_corners=False)
+        self.last_input_size, self.last_size = in_size, out
+        if self.aggregation == 'max':
+            return F.max_pool2d(z, 2)
+        return F.avg_pool2d(z, 2)
+
+
+class FrozenResizingLayer(nn.Module):
+    """A ShapeAdaptor or DiffStride with its parameter and therefore its sizes fixed.
+
+    The forward is the layer's own forward (called directly, so no module hooks run and
+    the layer does not count as a live resizing layer) with the parameter taken from a
+    constant buffer of the same name (``alpha`` / ``stride``): the state-dict keys are
+    the original model's. ``torch.onnx.export`` traces the layer's plain ops (pooling,
+    bilinear resizes, a blend; DiffStride's ``torch.fft`` calls have no ONNX export, see
+    :func:`~mmseg_dynopool.deploy.onnx.export_onnx`).
+
+    Args:
+        layer (nn.Module): the ShapeAdaptor / DiffStride to freeze (kept, not copied).
+        sizes (dict): ``{(H_in, W_in): (h, w)}`` seen at the frozen network input size.
+        name (str): where the layer lives in the model (for error messages).
+    """
+
+    def __init__(self, layer: nn.Module, sizes: Dict[Size, Size], name: str = '') -> None:
+        super().__init__()
+        param = ratio_parameter(layer)
+        self.sizes = _size_table(sizes)
+        self.name = name
+        self.kind = type(layer).__name__
+        self.param_name = 'stride' if isinstance(layer, DiffStride) else 'alpha'
+        for p in layer.parameters():
+            p.requires_grad_(False)
+        # Not a submodule: the frozen model must not contain a live resizing layer.
+        object.__setattr__(self, '_layer', layer)
+        self.register_buffer(self.param_name, param.detach().clone())
+        self.last_size: Optional[Size] = None
+        self.last_input_size: Optional[Size] = None
+
+    @property
+    def ratio(self) -> Tensor:
+        """Effective ``(r_h, r_w)`` = output / input size (first table entry)."""
+        (h_in, w_in), (h, w) = next(iter(self.sizes.items()))
+        return torch.tensor([h / h_in, w / w_in])
+
+    def extra_repr(self) -> str:
+        pairs = ', '.join(f'{i[0]}x{i[1]}->{o[0]}x{o[1]}' for i, o in self.sizes.items())
+        return f'{self.kind}, {pairs}'
+
+    def forward(self, x: Tensor) -> Tensor:
+        in_size = (int(x.shape[-2]), int(x.shape[-1]))
+        out_size = self.sizes.get(in_size)
+        if out_size is None:
+            raise _wrong_size(f'Frozen{self.kind}', self.name, self.sizes, in_size)
+        layer = self._layer
+        param = ratio_parameter(layer)
+        value = getattr(self, self.param_name)
+        if param.device != value.device:
+            layer.to(value.device)
+            param = ratio_parameter(layer)
+        if not torch.equal(param, value):  # e.g. after load_state_dict
+            with torch.no_grad():
+                param.copy_(value)
+        out = layer.forward(x)
+        got = (int(out.shape[-2]), int(out.shape[-1]))
+        if got != out_size:
+            raise RuntimeError(f'Frozen{self.kind} {self.name}: output {got} differs from '
+                               f'the frozen size {out_size}')
+        self.last_input_size, self.last_size = in_size, out_size
+        return out
