@@ -801,6 +801,14 @@ def convert_to_dynopool(module: nn.Module,
         if t is not None and call.index in pre_pool:
             level = pre_pool[call.index]
         call_levels.setdefault(call.name, []).append(index(level))
+    if not records and left_alone:
+        # Converting nothing is almost always a mistake (e.g. a non-DynOPool pool type
+        # whose size rule is not exact with exact_sizes=True): say why, loudly.
+        from mmengine.logging import print_log
+        print_log('convert_to_dynopool: no resizing op was converted; the model is '
+                  'unchanged. Reasons: ' + '; '.join(
+                      f'{k}: {v}' for k, v in list(left_alone.items())[:8]),
+                  logger='current', level=30)
     conversion = Conversion(
         placement=placement, probe_size=tuple(probe_size), pools=records,
         left_alone=left_alone, fused_upsampling=fused, call_levels=call_levels,

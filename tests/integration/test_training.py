@@ -10,7 +10,7 @@ from mmseg_dynopool import dynopool_layers
 from mmseg_dynopool.analysis import model_report, profile_gmacs
 from mmseg_dynopool.engine import DynOPoolGMACsHook
 
-from .conftest import SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
+from ..conftest import SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
 
 pytestmark = pytest.mark.slow
 

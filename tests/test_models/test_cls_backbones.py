@@ -18,7 +18,7 @@ from mmpretrain.registry import MODELS
 from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.analysis import count_gmacs
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG_DIR = osp.join(REPO, 'configs', 'dynopool_cls')
 
 @pytest.fixture(autouse=True, scope='module')

@@ -11,7 +11,8 @@ import mmseg_dynopool  # noqa: F401  (registers the transforms)
 from mmpretrain.registry import TRANSFORMS
 from mmseg_dynopool.datasets import CIFARLarge, CIFARStretchV, CIFARTile
 
-CFG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG_DIR = osp.join(REPO, 'configs',
                    'dynopool_cls')
 
 
