@@ -397,3 +397,27 @@ def test_bad_pool_name_fails_before_anything_changes():
     assert tuple(model.stem[0].stride) == (2, 2)
     assert not any(m._forward_pre_hooks for m in model.modules())
     assert str(model) == str(original)
+
+
+def test_converting_nothing_is_reported(monkeypatch):
+    """A pool type whose size rule is not exact converts nothing with exact_sizes=True:
+    the model is left unchanged and the converter says why (not silently)."""
+    import mmengine.logging
+    from mmseg.models.backbones import ResNetV1c
+
+    from mmseg_dynopool.models.utils import convert_to_dynopool
+    said = []
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, *a, **k: said.append(msg)
+                        if 'convert_to_dynopool' in str(msg) else None)
+    model = ResNetV1c(depth=18, num_stages=2, out_indices=(1, ), strides=(1, 2),
+                      dilations=(1, 1))
+    conversion = convert_to_dynopool(model, pool_cfg=dict(type='ShapeAdaptor'))
+    assert conversion.pools == [] and conversion.left_alone
+    assert len(said) == 1 and 'no resizing op was converted' in said[0]
+    assert 'exact_sizes=False' in said[0]
+    converted = convert_to_dynopool(
+        ResNetV1c(depth=18, num_stages=2, out_indices=(1, ), strides=(1, 2),
+                  dilations=(1, 1)), pool_cfg=dict(type='ShapeAdaptor'),
+        exact_sizes=False)
+    assert converted.pools and len(said) == 1
