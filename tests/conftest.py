@@ -110,3 +110,21 @@ def resizing_layer_cfg(kind: str, out_dir: str) -> str:
                 "    decode_head=dict(in_channels=512, c1_in_channels=64),\n"
                 "    auxiliary_head=dict(in_channels=256))\n")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolate_default_scope():
+    """Start every test without a default scope, and restore the previous state after.
+
+    A Runner (or ``init_default_scope``) in one test leaves its scope as mmengine's
+    current default scope, and mmengine then looks every registry's names up in that
+    scope's registry first: an mmpretrain backbone is not found through mmseg's
+    registry and vice versa, so tests would depend on the order they run in. Without a
+    default scope each registry resolves its own names (and its parents').
+    """
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    DefaultScope._instance_dict.clear()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

@@ -35,6 +35,16 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """Build in mmpretrain's scope. A Runner run by an earlier test leaves mmseg as
+    mmengine's default scope, and mmengine then looks mmpretrain's names up in mmseg's
+    registry. The previous scope is restored after each test."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 class Classifier(nn.Module):
     """Backbone + global average pooling + a single FC layer (section 5.2.1)."""
 
