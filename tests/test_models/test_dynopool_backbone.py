@@ -184,7 +184,7 @@ def test_dynopool_hrnet_is_mmseg_hrnet_through_the_converter():
     from mmseg_dynopool.models.backbones import DynOPoolHRNet
     from mmseg_dynopool.models.backbones.dynopool_hrnet import _FIRST_OP, LEVELS
 
-    from ..test_hrnet import EXTRA
+    from .test_dynopool_hrnet import EXTRA
     torch.manual_seed(0)
     ours = DynOPoolHRNet(EXTRA)
     wrapped = SEG_MODELS.build(dict(
