@@ -114,10 +114,11 @@ def verdict(results: List[Dict]) -> str:
     cheaper = cost <= 1.0 + 1e-9
     if human['seeds'] < 2:
         matched = 'cannot tell (one seed: no spread; use --seeds 3 or more)'
-    elif diff >= 0:
-        matched = 'yes: DP-S beat or matched the human mIoU'
-    elif -diff <= 2 * se:
-        matched = 'within the noise: DP-S is below, by less than 2 standard errors'
+    elif diff > 2 * se:
+        matched = 'yes: DP-S beat the human mIoU by more than 2 standard errors'
+    elif diff >= -2 * se:
+        matched = ('matched within the noise: the difference is within 2 standard errors '
+                   '(more seeds would be needed to tell)')
     else:
         matched = 'no: DP-S is below the human mIoU by more than 2 standard errors'
     text = (f'DP-S vs human: {diff:+.2f} mIoU (standard error of the difference {se:.2f}) '
