@@ -188,11 +188,11 @@ class DynOPoolGMACsHook(Hook):
         mode = kwargs.get('mode', args[2] if len(args) > 2 else 'tensor')
         if mode != 'loss' or not module.training or not isinstance(output, dict):
             return output
-        estimate = self.profile.estimate(self._pools)
-        # From the pools' host sizes: no extra device sync (issue: one per step).
+        # The logged value comes from the pools' host sizes (no extra device sync); the
+        # differentiable estimate (Eq. 4.7) is built only when it enters the loss.
         self._last_estimate = self.profile.host_estimate(self._pools)
         if self.lam > 0 and self.frozen is None:
-            output['loss_gmacs'] = estimate * self.lam
+            output['loss_gmacs'] = self.profile.estimate(self._pools) * self.lam
         return output
 
     # ----------------------------------------------------------------- budget mode
