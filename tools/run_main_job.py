@@ -35,16 +35,27 @@ sys.path.insert(0, REPO)
 REAL_ROOT = osp.join(REPO, 'data', 'VOCdevkit', 'VOC2012')
 SYNTH_ROOT = osp.join(REPO, 'data', 'synthetic_voc', 'VOC2012')
 MODELS = ('human', 'dp-s', 'dp-b')
+# The learnable-resizing baselines (docs/baselines.md), run with --models: Shape Adaptor
+# and DiffStride in the same backbone, unconstrained (-b) and at DP-S's cost (-s).
+BASELINES = ('sa-s', 'sa-b', 'ds-s', 'ds-b')
 
 SYNTHETIC = {
     'human': 'configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py',
     'dp-s': 'configs/synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
     'dp-b': 'configs/synthetic/fcn_dynopool-b-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'sa-s': 'configs/synthetic/fcn_shapeadaptor-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'sa-b': 'configs/synthetic/fcn_shapeadaptor-b-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'ds-s': 'configs/synthetic/fcn_diffstride-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+    'ds-b': 'configs/synthetic/fcn_diffstride-b-hr18tiny_1xb8-600it_synthvoc-96x96.py',
     'shape': (96, 96)}
 PAPER = {
     'human': 'configs/dynopool_hrnet/fcn_hr48_4xb4-40k_voc12aug-480x480.py',
     'dp-s': 'configs/dynopool_hrnet/fcn_dynopool-s-hr48_4xb4-40k_voc12aug-480x480.py',
     'dp-b': 'configs/dynopool_hrnet/fcn_dynopool-b-hr48_4xb4-40k_voc12aug-480x480.py',
+    'sa-s': 'configs/resizing_baselines/fcn_shapeadaptor-s-hr48_4xb4-40k_voc12aug-480x480.py',
+    'sa-b': 'configs/resizing_baselines/fcn_shapeadaptor-hr48_4xb4-40k_voc12aug-480x480.py',
+    'ds-s': 'configs/resizing_baselines/fcn_diffstride-s-hr48_4xb4-40k_voc12aug-480x480.py',
+    'ds-b': 'configs/resizing_baselines/fcn_diffstride-hr48_4xb4-40k_voc12aug-480x480.py',
     'shape': (480, 480)}
 LEVELS = ['stem', 'stream1', 'stream2', 'stream3', 'stream4']
 
@@ -102,10 +113,12 @@ def print_table(results: List[Dict], shape) -> str:
     return table
 
 
-def verdict(results: List[Dict]) -> str:
-    """Did DP-S match or beat the human mIoU at no more GMACs? (with the spread)"""
+def verdict(results: List[Dict], name: str = 'dp-s') -> str:
+    """Did model ``name`` (DP-S, or a budgeted baseline) match or beat the human mIoU at
+    no more GMACs? (with the spread)"""
     by = {r['name']: r for r in results}
-    human, dps = by['human'], by['dp-s']
+    label = name.upper()
+    human, dps = by['human'], by[name]
     diff = dps['miou'] - human['miou']
     # Standard error of the difference of two means over the seeds.
     se = ((dps['miou_std'] ** 2) / dps['seeds'] +
@@ -115,13 +128,13 @@ def verdict(results: List[Dict]) -> str:
     if human['seeds'] < 2:
         matched = 'cannot tell (one seed: no spread; use --seeds 3 or more)'
     elif diff > 2 * se:
-        matched = 'yes: DP-S beat the human mIoU by more than 2 standard errors'
+        matched = f'yes: {label} beat the human mIoU by more than 2 standard errors'
     elif diff >= -2 * se:
         matched = ('matched within the noise: the difference is within 2 standard errors '
                    '(more seeds would be needed to tell)')
     else:
-        matched = 'no: DP-S is below the human mIoU by more than 2 standard errors'
-    text = (f'DP-S vs human: {diff:+.2f} mIoU (standard error of the difference {se:.2f}) '
+        matched = f'no: {label} is below the human mIoU by more than 2 standard errors'
+    text = (f'{label} vs human: {diff:+.2f} mIoU (standard error of the difference {se:.2f}) '
             f'at {cost:.3f}x the GMACs ({"no more" if cheaper else "MORE"} than the '
             f'human model) -> {matched}')
     print(text, flush=True)
@@ -135,7 +148,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help='override the number of training iterations')
     parser.add_argument('--seeds', type=int, default=3,
                         help='training runs per model (seeds 0..N-1); default 3')
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--models', nargs='+', default=list(MODELS),
+                        choices=MODELS + BASELINES,
+                        help='default: human dp-s dp-b; add sa-s sa-b ds-s ds-b for the '
+                        'Shape Adaptor / DiffStride baselines (docs/baselines.md)')
     parser.add_argument('--jobs', type=int, default=None,
                         help='runs at once (default: 2 on a CPU-only machine with >= 2 '
                         'cores, each with half the threads; 1 with GPUs)')
@@ -195,7 +211,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             runs.append(run)
         results.append(summarise(name, runs))
     table = print_table(results, setup['shape'])
-    text = verdict(results) if 'dp-s' in args.models else ''
+    text = '\n'.join(verdict(results, name) for name in args.models
+                      if name.endswith('-s'))
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(results=results, table=table, verdict=text, seeds=args.seeds,
                        iters=args.iters, real_voc=real), f, indent=2)

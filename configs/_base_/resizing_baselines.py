@@ -12,6 +12,13 @@
 # converter must not leave a level alone for that. Each layer starts at 1 / stride of the
 # op it replaces (ShapeAdaptor: essentially its r1 = 0.5 max-pooling branch).
 shape_adaptor_pool_cfg = dict(type='ShapeAdaptor')
+# HRNet segmentation (no paper setting to follow): branches r1 = 0.25 (4x4 max pooling)
+# and r2 = 1, starting at the human ratio 0.5 (weight 2/3). With the default r1 = 0.5 the
+# layer could not go below the human sizes (so no budget under the human cost is
+# reachable), and starting at r1 saturates the sigmoid (alpha's gradient ~1e-4 of the
+# others'). Our choice, for equal terms with DynOPool and DiffStride, which also start
+# at the human ratio and can move both ways.
+shape_adaptor_hrnet_pool_cfg = dict(type='ShapeAdaptor', r1=0.25, r2=1.0)
 diffstride_pool_cfg = dict(type='DiffStride')
 # The layers' own parameters (ShapeAdaptor's alpha, DiffStride's stride): 0.1x the base
 # learning rate and no weight decay, as DynOPool's alpha (our choice, for equal terms).

@@ -2,7 +2,8 @@
 # dynopool_hrnet/fcn_dynopool-b-hr48_4xb4-40k_voc12aug-480x480.py: HRNet's resizing ops
 # (the stem's two strided convs and each new stream's strided conv) become ShapeAdaptor
 # layers through the converter (configs/_base_/resizing_baselines.py), one shared layer
-# per resolution level; lambda = 0 (the GMACs hook logs the estimate).
+# per resolution level (branches 0.25 / 1, starting at 0.5: configs/_base_/
+# resizing_baselines.py); lambda = 0 (the GMACs hook logs the estimate).
 _base_ = [
     '../dynopool_hrnet/fcn_hr48_4xb4-40k_voc12aug-480x480.py',
     '../_base_/resizing_baselines.py',
@@ -12,6 +13,6 @@ custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='before',
                            exact_sizes=False,
-                           pool_cfg={{_base_.shape_adaptor_pool_cfg}}))
+                           pool_cfg={{_base_.shape_adaptor_hrnet_pool_cfg}}))
 optim_wrapper = dict(paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

@@ -2,9 +2,9 @@
 
 Two modes:
 
-* fixed lambda (``target_ratio=None``): Eq. 4.8 as the thesis writes it,
+* fixed lambda (``target_ratio=None``, ``target_gmacs=None``): Eq. 4.8 as the thesis writes it,
   ``L = L_task + lambda * GMACs^t``.
-* budget (``target_ratio=t``): the same loss, but lambda is a Lagrange multiplier of the
+* budget (``target_ratio=t`` or ``target_gmacs=T``): the same loss, but lambda is a Lagrange multiplier of the
   constraint ``GMACs^t <= t * GMACs^0`` updated by projected dual ascent after every
   iteration, and the alphas are projected onto the budget once, at ``freeze_after``
   (see :class:`DynOPoolGMACsHook` and docs/budget.md).
@@ -44,8 +44,9 @@ class DynOPoolGMACsHook(Hook):
     report. The budget projection and freezing act on each layer's own parameter
     (``alpha``, or DiffStride's ``stride``) through ``ops.resizing.scale_ratio``.
 
-    **Budget mode** (``target_ratio`` set): the user sets the cost, lambda follows
-    (docs/budget.md). With ``T = target_ratio * GMACs^0`` (the profiled initial cost),
+    **Budget mode** (``target_ratio`` or ``target_gmacs`` set): the user sets the cost,
+    lambda follows (docs/budget.md). With ``T = target_ratio * GMACs^0`` (the profiled
+    initial cost; or ``T = target_gmacs``),
     ``e = GMACs^t / T - 1`` and ``mu = lambda * T`` (the GMACs term's value at the
     budget, in units of the task loss), after every training iteration
 
@@ -75,10 +76,16 @@ class DynOPoolGMACsHook(Hook):
         lambda_p (float): proportional gain on the relative excess. Default: 0.5.
         freeze_after (float): fraction of training after which the alphas are projected
             onto the budget and frozen (budget mode only). Default: 1.0 (at the end).
+        target_gmacs (float, optional): budget in absolute GMACs per image at the
+            profiled input size, instead of ``target_ratio`` (not both). Useful to hold
+            models whose initial costs differ to one cost, e.g. DiffStride, whose layers
+            start larger than the strided ops they replace. Default: None.
 
     Example:
         >>> custom_hooks = [dict(type='DynOPoolGMACsHook', target_ratio=0.84,
         ...                      lambda_lr=0.02, freeze_after=0.9)]
+        >>> # the same budget for any model, in GMACs per image at the training size
+        >>> custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=0.0772)]
     """
 
     priority = 'NORMAL'
@@ -90,7 +97,8 @@ class DynOPoolGMACsHook(Hook):
                  target_ratio: Optional[float] = None,
                  lambda_lr: float = 0.02,
                  lambda_p: float = 0.5,
-                 freeze_after: float = 1.0) -> None:
+                 freeze_after: float = 1.0,
+                 target_gmacs: Optional[float] = None) -> None:
         if not isinstance(loss_weight, (int, float)) or loss_weight < 0:
             raise ValueError(f'loss_weight must be a number >= 0, got {loss_weight!r}')
         if input_shape is not None and (len(input_shape) != 2 or
@@ -101,6 +109,14 @@ class DynOPoolGMACsHook(Hook):
                 and target_ratio > 0):
             raise ValueError('target_ratio must be a positive number (the GMACs budget '
                              f'as a fraction of the initial GMACs), got {target_ratio!r}')
+        if target_gmacs is not None and not (
+                isinstance(target_gmacs, (int, float)) and math.isfinite(target_gmacs)
+                and target_gmacs > 0):
+            raise ValueError('target_gmacs must be a positive number (the GMACs budget '
+                             f'per image), got {target_gmacs!r}')
+        if target_ratio is not None and target_gmacs is not None:
+            raise ValueError('give target_ratio (a fraction of the initial GMACs) or '
+                             'target_gmacs (absolute GMACs), not both')
         if not isinstance(lambda_lr, (int, float)) or not lambda_lr > 0:
             raise ValueError(f'lambda_lr must be a number > 0, got {lambda_lr!r}')
         if not isinstance(lambda_p, (int, float)) or lambda_p < 0:
@@ -111,6 +127,7 @@ class DynOPoolGMACsHook(Hook):
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.in_channels = in_channels
         self.target_ratio = float(target_ratio) if target_ratio is not None else None
+        self._target_abs = float(target_gmacs) if target_gmacs is not None else None
         self.lambda_lr = float(lambda_lr)
         self.lambda_p = float(lambda_p)
         self.freeze_after = float(freeze_after)
@@ -125,11 +142,14 @@ class DynOPoolGMACsHook(Hook):
 
     @property
     def budget_mode(self) -> bool:
-        return self.target_ratio is not None
+        return self.target_ratio is not None or self._target_abs is not None
 
     @property
     def target_gmacs(self) -> float:
-        """The budget ``T`` in GMACs (budget mode, after profiling)."""
+        """The budget ``T`` in GMACs (budget mode; with ``target_ratio``, after
+        profiling)."""
+        if self._target_abs is not None:
+            return self._target_abs
         if self.profile is None or self.target_ratio is None:
             raise RuntimeError('target_gmacs needs budget mode and a profiled model')
         return self.target_ratio * self.profile.total_gmacs
@@ -167,7 +187,8 @@ class DynOPoolGMACsHook(Hook):
         reset_to_initial_ratios(reference)
         self.profile = profile_gmacs(reference, shape, self.in_channels)
         del reference
-        mode = (f'budget {self.target_ratio:.4g} x initial = {self.target_gmacs:.4g} '
+        ratio = self.target_gmacs / self.profile.total_gmacs if self.budget_mode else 0
+        mode = (f'budget {ratio:.4g} x initial = {self.target_gmacs:.4g} '
                 f'GMACs, lambda starts at {self.lam:.4g}, lambda_lr={self.lambda_lr}, '
                 f'freeze_after={self.freeze_after}' if self.budget_mode
                 else f'lambda={self.loss_weight}')
@@ -317,17 +338,19 @@ class DynOPoolGMACsHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self._CKPT_KEY] = dict(
             lam=self.lam, mu=self.mu, exceeded=self.exceeded,
-            target_ratio=self.target_ratio,
+            target_ratio=self.target_ratio, target_gmacs=self._target_abs,
             frozen=None if self.frozen is None else [a.cpu() for a in self.frozen])
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state: Optional[Dict] = checkpoint.get(self._CKPT_KEY)
         if state is None:
             return
-        if state.get('target_ratio') != self.target_ratio:
+        if (state.get('target_ratio'), state.get('target_gmacs')) != (
+                self.target_ratio, self._target_abs):
             runner.logger.warning(
-                f'DynOPoolGMACsHook: the checkpoint was trained with target_ratio='
-                f"{state.get('target_ratio')}, this run uses {self.target_ratio}; "
+                'DynOPoolGMACsHook: the checkpoint was trained with target_ratio='
+                f"{state.get('target_ratio')}, target_gmacs={state.get('target_gmacs')}; "
+                f'this run uses {self.target_ratio}, {self._target_abs}; '
                 'lambda continues from the checkpoint')
         self.lam = float(state['lam'])
         self.mu = state.get('mu')

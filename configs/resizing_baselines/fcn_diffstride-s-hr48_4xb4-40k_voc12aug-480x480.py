@@ -1,0 +1,6 @@
+# DiffStride HRNet-W48 FCN on PascalVOC-aug (40k, 480x480) held to DP-S's cost:
+# fcn_diffstride-hr48_...'s model with a GMACs budget of 69.39 GMACs per image at
+# 480x480 (Table 5.4's DP-S; the human model costs 82.55), in absolute GMACs because
+# DiffStride's layers start larger than the strided ops they replace.
+_base_ = ['./fcn_diffstride-hr48_4xb4-40k_voc12aug-480x480.py']
+custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=69.39)]
