@@ -3,6 +3,7 @@
 #   make test    setup + the test suite
 #   make main    setup + the main job (train + evaluate DynOPool HRNet and baseline)
 #   make tradeoff  setup + accuracy-vs-GMACs curves on the built-in data (Figure 5.2)
+#   make baselines setup + DynOPool vs Shape Adaptor vs DiffStride on the built-in data
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.setup-done
 # torch >= 2.6 changed torch.load's default; mmengine 0.10.7 relies on the old one.
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 
-.PHONY: setup test test-all main bench tradeoff clean-venv
+.PHONY: setup test test-all main bench tradeoff baselines clean-venv
 
 setup: $(STAMP)
 
@@ -47,17 +48,26 @@ main: setup
 
 # Figure 5.2 on the built-in data: the tiny HRNet at 3 input scales vs DynOPool at 3
 # GMACs budgets, 3 seeds each, 300 iterations per run (~20-25 min on 2 cores).
+# TRADEOFF_BASELINES="--baselines <Shape Adaptor config> <DiffStride config>" adds their
+# curves to the same plot (the human / DynOPool points already trained are reused).
 SYNTH_DATA := data/synthetic_voc/VOC2012
 TRADEOFF_ITERS := 300
+TRADEOFF_BASELINES :=
 tradeoff: setup
 	test -f $(SYNTH_DATA)/ImageSets/Segmentation/train.txt || $(PY) -c "from mmseg_dynopool.datasets import write_synthetic_voc as w; w('$(SYNTH_DATA)', 120, 30, seed=0)"
 	$(PY) tools/analysis/tradeoff.py configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py \
-	    configs/synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py \
+	    configs/synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py $(TRADEOFF_BASELINES) \
 	    --work-dir work_dirs/tradeoff --scales 0.75 1.0 1.25 --targets 0.6 0.8 1.0 --seeds 3 \
 	    --cfg-options train_cfg.max_iters=$(TRADEOFF_ITERS) train_cfg.val_interval=$(TRADEOFF_ITERS) \
 	    param_scheduler.0.end=$(TRADEOFF_ITERS) default_hooks.checkpoint.interval=$(TRADEOFF_ITERS) \
 	    train_dataloader.dataset.data_root=$(SYNTH_DATA) val_dataloader.dataset.data_root=$(SYNTH_DATA) \
 	    test_dataloader.dataset.data_root=$(SYNTH_DATA)
+
+# The side-by-side table of docs/baselines.md: the main job's models plus Shape Adaptor
+# and DiffStride, unconstrained and at DP-S's cost, 3 seeds each (~30 min on 2 cores).
+baselines: setup
+	$(PY) tools/run_main_job.py --models human dp-s dp-b sa-s sa-b ds-s ds-b --seeds 3 \
+	    --work-dir work_dirs/baselines
 
 bench: setup
 	$(PY) tools/benchmark/bench_dynopool.py

@@ -35,7 +35,19 @@ def test_config_builds(path):
         elif '-b-' in osp.basename(path):
             assert hooks[0]['loss_weight'] == 0     # DynOPool-B: accuracy first
             assert hooks[0].get('target_ratio') is None
+    baseline = next((t for k, t in BASELINE_TYPES.items() if k in osp.basename(path)), None)
+    if baseline is not None:
+        layers = dynopool_layers(model)
+        assert len(layers) == 5 and all(type(m).__name__ == baseline for _, m in layers)
+        hooks = [h for h in cfg.custom_hooks if h['type'] == 'DynOPoolGMACsHook']
+        if '-s-' in osp.basename(path):  # DP-S's absolute cost (docs/baselines.md)
+            assert hooks[0]['target_gmacs'] > 0 and 'target_ratio' not in hooks[0]
+        else:
+            assert hooks[0]['loss_weight'] == 0 and 'target_gmacs' not in hooks[0]
     assert cfg.model.get('pretrained') is None      # nothing is downloaded
+
+
+BASELINE_TYPES = {'shapeadaptor': 'ShapeAdaptor', 'diffstride': 'DiffStride'}
 
 
 def test_thesis_input_size_gives_table_5_4_sizes_and_gmacs():
@@ -149,3 +161,32 @@ def test_dps_budget_is_the_thesis_ratio_of_the_human_cost(rel, dps, human):
         counts.append(count_gmacs(registry.build(c.model), (size, size)))
     initial, human_gmacs = counts
     assert target * initial == pytest.approx(dps / human * human_gmacs, rel=5e-3)
+
+
+# Shape Adaptor / DiffStride at DP-S's cost: an absolute budget (target_gmacs), since
+# their initial costs differ from the human model's. (config, human config, input size).
+ABSOLUTE_BUDGETS = [
+    ('synthetic/fcn_shapeadaptor-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+     'synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py', 96),
+    ('synthetic/fcn_diffstride-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+     'synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py', 96),
+    ('resizing_baselines/fcn_shapeadaptor-s-hr48_4xb4-40k_voc12aug-480x480.py', None, 480),
+    ('resizing_baselines/fcn_diffstride-s-hr48_4xb4-40k_voc12aug-480x480.py', None, 480),
+]
+
+
+@pytest.mark.parametrize('rel, human_rel, size', ABSOLUTE_BUDGETS, ids=lambda v: str(v))
+def test_baseline_budget_is_dps_cost(rel, human_rel, size):
+    """target_gmacs == thesis DP-S/human x our human GMACs (VOC: Table 5.4's 69.39,
+    whose human 82.55 test_thesis_input_size_gives_table_5_4_sizes_and_gmacs checks)."""
+    from mmseg_dynopool.analysis import count_gmacs
+    cfg = Config.fromfile(osp.join(REPO, 'configs', rel))
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'DynOPoolGMACsHook']
+    assert len(hooks) == 1
+    if human_rel is None:
+        assert hooks[0]['target_gmacs'] == pytest.approx(69.39)
+        return
+    init_default_scope('mmseg')
+    human = Config.fromfile(osp.join(REPO, 'configs', human_rel))
+    human_gmacs = count_gmacs(MODELS.build(human.model), (size, size))
+    assert hooks[0]['target_gmacs'] == pytest.approx(69.39 / 82.55 * human_gmacs, rel=5e-3)

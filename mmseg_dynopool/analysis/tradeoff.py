@@ -2,8 +2,11 @@
 
 The human-designed model is trained and evaluated at several input scales (the thesis
 varies the input resolution of the human model, as NAS methods do); the DynOPool model
-at several GMACs budgets (``DynOPoolGMACsHook(target_ratio=...)``, instead of the
-thesis' sweep over lambda, which does not say in advance what cost it gives). Every point
+- and, optionally, the same backbone with Shape Adaptor or DiffStride layers
+(``baselines``, docs/baselines.md) - at several GMACs budgets, instead of the thesis'
+sweep over lambda, which does not say in advance what cost it gives. A budget ``t`` is
+``t`` times the human model's GMACs at scale 1 (``DynOPoolGMACsHook(target_gmacs=...)``),
+the same absolute cost for every method whatever its initial cost. Every point
 is trained ``seeds`` times through the OpenMMLab ``tools/train.py`` (see
 :mod:`mmseg_dynopool.analysis.runs`); the JSON and the plot give the mean and the
 standard deviation over seeds. Each trained model's GMACs are counted at its evaluation
@@ -122,14 +125,43 @@ def eval_shape(cfg) -> List[int]:
     return [int(size[0]), int(size[1])]
 
 
-def _set_budget(cfg, target: float):
+def _set_budget(cfg, target_gmacs: float):
     cfg = copy.deepcopy(cfg)
     hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') ==
              'DynOPoolGMACsHook']
     if not hooks:
-        raise ValueError('the DynOPool config has no DynOPoolGMACsHook in custom_hooks')
-    hooks[0]['target_ratio'] = float(target)
+        raise ValueError(f'{cfg.filename}: the config has no DynOPoolGMACsHook in '
+                         'custom_hooks')
+    hooks[0].pop('target_ratio', None)
+    hooks[0]['target_gmacs'] = float(target_gmacs)
     return cfg
+
+
+def _build(cfg):
+    from .report import build_model_from_config
+    return build_model_from_config(cfg)
+
+
+def human_gmacs(cfg, shape: Sequence[int]) -> float:
+    """GMACs per image of the human model of ``cfg`` at ``shape`` (the budgets' unit)."""
+    from ..models.cost import count_gmacs
+    with _DESCRIBE_LOCK:
+        return count_gmacs(_build(cfg), tuple(shape))
+
+
+def resizing_method(cfg) -> str:
+    """Curve name of a config with learnable resizing layers: their type, lower case
+    (``dynopool``, ``shapeadaptor``, ``diffstride``)."""
+    from ..ops import dynopool_layers
+    with _DESCRIBE_LOCK:
+        layers = dynopool_layers(_build(cfg))
+    if not layers:
+        raise ValueError(f'{cfg.filename}: the model has no learnable resizing layer '
+                         '(DynOPool, ShapeAdaptor or DiffStride)')
+    kinds = {type(m).__name__ for _, m in layers}
+    if len(kinds) > 1:
+        raise ValueError(f'{cfg.filename}: resizing layers of several types {kinds}')
+    return kinds.pop().lower()
 
 
 def _describe(result: Dict, shape: Sequence[int]) -> Dict:
@@ -178,11 +210,14 @@ def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
              scales: Sequence[float] = (0.75, 0.875, 1.0, 1.125, 1.25),
              targets: Sequence[float] = (0.6, 0.8, 1.0, 1.25), seeds: int = 1,
              gpus: int = 1, cfg_options: Sequence[str] = (), jobs: Optional[int] = None,
-             quiet: bool = False) -> Dict:
-    """Train and evaluate both curves; writes and returns ``tradeoff.json``'s content.
+             quiet: bool = False, baselines: Sequence[str] = ()) -> Dict:
+    """Train and evaluate every curve; writes and returns ``tradeoff.json``'s content.
 
-    ``jobs`` runs train at once (threads driving subprocesses; default
-    :func:`default_jobs`); with several, each gets ``cpu_count // jobs`` threads.
+    Curves: ``human`` (one point per scale), ``dynopool`` and one per config in
+    ``baselines`` (named by its layer type, e.g. ``shapeadaptor``), one point per
+    budget ``target`` x the human GMACs. ``jobs`` runs train at once (threads driving
+    subprocesses; default :func:`default_jobs`); with several, each gets
+    ``cpu_count // jobs`` threads.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -190,20 +225,31 @@ def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
     if seeds < 1:
         raise ValueError(f'seeds must be >= 1, got {seeds}')
     human = Config.fromfile(human_config)
-    dyn = Config.fromfile(dynopool_config)
     options = dict(_parse_options(cfg_options))
+    resizing = []  # (curve, cfg)
+    for path in (dynopool_config, *baselines):
+        cfg = Config.fromfile(path)
+        if options:
+            cfg.merge_from_dict(options)
+        method = resizing_method(cfg)
+        if path == dynopool_config and method != 'dynopool':
+            raise ValueError(f'{path}: expected DynOPool layers, found {method}; pass '
+                             'Shape Adaptor / DiffStride configs as baselines')
+        if any(method == m for m, _ in resizing):
+            raise ValueError(f'{path}: a second {method} config; one per method')
+        resizing.append((method, cfg))
     if options:
         human.merge_from_dict(options)
-        dyn.merge_from_dict(options)
-    base_shape = eval_shape(dyn)
+    unit = human_gmacs(human, eval_shape(human))
     points = []  # (curve, tag value, name, cfg, shape)
     for scale in scales:
         shape = [int(round(v * scale)) for v in eval_shape(human)]
         points.append(('human', float(scale), f'human_scale{scale:g}',
                        scale_pipelines(human, scale), shape))
-    for target in targets:
-        points.append(('dynopool', float(target), f'dynopool_target{target:g}',
-                       _set_budget(dyn, target), base_shape))
+    for method, cfg in resizing:
+        for target in targets:
+            points.append((method, float(target), f'{method}_target{target:g}',
+                           _set_budget(cfg, target * unit), eval_shape(cfg)))
     jobs = jobs or default_jobs()
     if jobs > 1:
         os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -211,11 +257,16 @@ def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [[pool.submit(_run_seed, name, cfg, work_dir, seed, gpus, shape, quiet)
                     for seed in range(seeds)] for _, _, name, cfg, shape in points]
-        out: Dict[str, List[Dict]] = dict(human=[], dynopool=[])
+        out: Dict[str, List[Dict]] = {name: [] for name in
+                                      ['human'] + [m for m, _ in resizing]}
         for (curve, value, _, _, shape), runs in zip(points, futures):
             tag = 'scale' if curve == 'human' else 'target'
-            out[curve].append({tag: value, **_summary([f.result() for f in runs], shape)})
-            _write(out, work_dir, human_config, dynopool_config, seeds)
+            summary = _summary([f.result() for f in runs], shape)
+            if curve != 'human':
+                summary['target_gmacs'] = value * unit
+            out[curve].append({tag: value, **summary})
+            _write(out, work_dir, human_config, dynopool_config, seeds, unit,
+                   list(baselines))
     plot_tradeoff(out, osp.join(work_dir, 'tradeoff.png'))
     return out
 
@@ -231,22 +282,26 @@ def _parse_options(options: Sequence[str]):
 
 
 def _write(out: Dict, work_dir: str, human_config: str, dynopool_config: str,
-           seeds: int) -> None:
+           seeds: int, unit: float, baselines: List[str]) -> None:
     data = dict(out, human_config=human_config, dynopool_config=dynopool_config,
-                seeds=seeds)
+                baseline_configs=baselines, seeds=seeds, human_gmacs=unit)
     with open(osp.join(work_dir, 'tradeoff.json'), 'w') as f:
         json.dump(data, f, indent=2)
 
 
+# (key in tradeoff.json, legend, marker, what the point annotation shows)
+CURVES = (('human', 'human-designed (input scale)', 'o', 'scale'),
+          ('dynopool', 'DynOPool (GMACs budget)', 's', 'target'),
+          ('shapeadaptor', 'Shape Adaptor (GMACs budget)', '^', 'target'),
+          ('diffstride', 'DiffStride (GMACs budget)', 'D', 'target'))
+
+
 def plot_tradeoff(data: Dict, path: str, title: Optional[str] = None) -> str:
-    """Metric vs GMACs, both curves, error bars = standard deviation over seeds."""
+    """Metric vs GMACs, every curve, error bars = standard deviation over seeds."""
     from .plots import _pyplot
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, label, marker, tag in (('human', 'human-designed (input scale)', 'o',
-                                     'scale'),
-                                    ('dynopool', 'DynOPool (GMACs budget)', 's',
-                                     'target')):
+    for key, label, marker, tag in CURVES:
         points = sorted(data.get(key, []), key=lambda p: p['gmacs'])
         if not points:
             continue
@@ -257,8 +312,8 @@ def plot_tradeoff(data: Dict, path: str, title: Optional[str] = None) -> str:
         for p in points:
             ax.annotate(f"{p[tag]:g}", (p['gmacs'], p['metric']), fontsize=7,
                         textcoords='offset points', xytext=(3, 3))
-    metric_key = next((p['metric_key'] for k in ('human', 'dynopool')
-                       for p in data.get(k, [])), 'metric')
+    metric_key = next((p['metric_key'] for k, *_ in CURVES for p in data.get(k, [])),
+                      'metric')
     ax.set_xlabel('GMACs per image')
     ax.set_ylabel(metric_key)
     ax.set_title(title or 'Accuracy vs GMACs (Figure 5.2)')

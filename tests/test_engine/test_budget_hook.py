@@ -42,6 +42,9 @@ def _train(voc_root, work_dir, iters, hook_kwargs, loss_weight=0.0, alpha_lr_mul
     (dict(target_ratio=0.8, lambda_p=-1), 'lambda_p'),
     (dict(target_ratio=0.8, freeze_after=0), 'freeze_after'),
     (dict(target_ratio=0.8, freeze_after=1.5), 'freeze_after'),
+    (dict(target_gmacs=0), 'target_gmacs'),
+    (dict(target_gmacs=float('inf')), 'target_gmacs'),
+    (dict(target_gmacs=1.0, target_ratio=0.8), 'not both'),
 ])
 def test_bad_budget_arguments_name_the_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -84,6 +87,17 @@ def test_dual_step_starts_from_loss_weight_and_adds_the_proportional_term():
     assert not hook.exceeded  # under the budget so far
     hook._dual_step(0.5)  # e = -0.5: mu = 0.34, lambda = max(0, 0.34 - 0.5) = 0
     assert hook.mu == pytest.approx(0.34) and hook.lam == 0.0
+
+
+def test_target_gmacs_is_an_absolute_budget():
+    hook = DynOPoolGMACsHook(target_gmacs=1.5, lambda_lr=0.1, lambda_p=0.0)
+    assert hook.budget_mode and hook.target_gmacs == 1.5  # known before profiling
+    hook.profile = _FakeProfile()  # initial 2 GMACs: T stays 1.5, not a fraction of it
+    hook._dual_step(3.0)  # 100% over T = 1.5: mu = 0.1, lambda = mu / T
+    assert hook.lam == pytest.approx(0.1 / 1.5) and hook.exceeded
+    state = {}
+    hook.before_save_checkpoint(None, state)
+    assert state['dynopool_gmacs_hook']['target_gmacs'] == 1.5
 
 
 # ------------------------------------------------------------------ through the Runner

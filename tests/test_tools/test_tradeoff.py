@@ -13,6 +13,8 @@ from ..conftest import REPO, SYNTH_HUMAN_CFG, tiny_cfg
 
 SYNTH_DPS_CFG = osp.join(REPO, 'configs', 'synthetic',
                          'fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
+SYNTH_SAS_CFG = osp.join(REPO, 'configs', 'synthetic',
+                         'fcn_shapeadaptor-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
 
 
 def test_scale_pipelines_scales_train_sizes_and_eval_images_only():
@@ -38,14 +40,16 @@ def test_scale_pipelines_scales_train_sizes_and_eval_images_only():
 @pytest.mark.slow
 def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
     configs = []
-    for name, path in (('human', SYNTH_HUMAN_CFG), ('dps', SYNTH_DPS_CFG)):
+    for name, path in (('human', SYNTH_HUMAN_CFG), ('dps', SYNTH_DPS_CFG),
+                       ('sas', SYNTH_SAS_CFG)):
         cfg = tiny_cfg(path, voc_root, str(tmp_path / 'unused'), iters=2)
         cfg.default_hooks.logger.interval = 1
         out = str(tmp_path / f'{name}.py')
         cfg.dump(out)
         configs.append(out)
     work = tmp_path / 'tradeoff'
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis', 'tradeoff.py'), *configs,
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis', 'tradeoff.py'),
+           *configs[:2], '--baselines', configs[2],
            '--work-dir', str(work), '--scales', '0.75', '1.0', '--targets', '0.7', '1.0',
            '--seeds', '1']
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -60,15 +64,25 @@ def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
     small, full = data['human']
     assert small['input_shape'] == [48, 48] and full['input_shape'] == [64, 64]
     assert small['gmacs'] == pytest.approx(full['gmacs'] * 0.75 ** 2, rel=0.1)
-    tight, loose = data['dynopool']
-    # The budget is a cap: the 0.7 model costs at most 0.7 x (1.03) the initial model,
-    # which is the human model at scale 1.
-    assert tight['gmacs'] <= 0.7 * 1.03 * full['gmacs'] * 1.02
-    assert len(tight['sizes']) == 5
+    assert data['human_gmacs'] == pytest.approx(full['gmacs'], rel=1e-6)
+    # Both resizing methods: the budget is a cap at 0.7 x the human model's GMACs.
+    for method in ('dynopool', 'shapeadaptor'):
+        tight, loose = data[method]
+        assert [tight['target'], loose['target']] == [0.7, 1.0]
+        assert tight['target_gmacs'] == pytest.approx(0.7 * full['gmacs'])
+        assert tight['gmacs'] <= 0.7 * full['gmacs'] * 1.001, method
+        assert len(tight['sizes']) == 5 and 0 <= tight['metric'] <= 100
+    assert data['baseline_configs'] == [configs[2]]
     assert (work / 'tradeoff.png').stat().st_size > 1000
-    assert 'mIoU' in proc.stdout
+    assert 'mIoU' in proc.stdout and 'shapeadaptor' in proc.stdout
     # Re-running finds every point done and trains nothing.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count('already done') == 4
+    assert again.stdout.count('already done') == 6
     assert '] iter ' not in again.stdout
+
+
+def test_dynopool_config_must_have_dynopool_layers(tmp_path):
+    from mmseg_dynopool.analysis.tradeoff import tradeoff
+    with pytest.raises(ValueError, match='expected DynOPool layers, found shapeadaptor'):
+        tradeoff(SYNTH_HUMAN_CFG, SYNTH_SAS_CFG, str(tmp_path))

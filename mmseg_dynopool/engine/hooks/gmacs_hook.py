@@ -297,6 +297,12 @@ class DynOPoolGMACsHook(Hook):
                 f'DynOPoolGMACsHook: projected the ratios onto the budget at iteration '
                 f'{runner.iter}: {gmacs:.4g} -> {after:.4g} GMACs (target {target:.4g}, '
                 f'lambda {self.lam:.4g}, exceeded during training: {self.exceeded})')
+            if after > target * (1 + 1e-6):
+                # e.g. DiffStride never goes below 2*ceil(R)+1 per axis
+                runner.logger.warning(
+                    f'DynOPoolGMACsHook: the budget of {target:.4g} GMACs is not '
+                    f'reachable: the smallest sizes the layers allow cost {after:.4g} '
+                    'GMACs; the model is left there')
         self.frozen = [ratio_parameter(p).detach().clone() for p in self._pools]
         runner.logger.info(
             f'DynOPoolGMACsHook: alphas frozen at iteration {runner.iter} '
