@@ -53,3 +53,24 @@ def test_main_job_runs_end_to_end(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert 'already done' in again.stdout and '] iter ' not in again.stdout
+
+
+def test_main_job_runs_the_resizing_baselines(tmp_path):
+    """--models with Shape Adaptor / DiffStride (docs/baselines.md's table)."""
+    data_root = tmp_path / 'synthetic_voc' / 'VOC2012'
+    work = tmp_path / 'work'
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
+           '--iters', '2', '--num-train', '4', '--num-val', '2', '--seeds', '1',
+           '--models', 'human', 'sa-s', 'ds-b', '--data-root', str(data_root),
+           '--work-dir', str(work)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((work / 'results.json').read_text())
+    human, sas, dsb = data['results']
+    assert [r['name'] for r in data['results']] == ['human', 'sa-s', 'ds-b']
+    # The budgeted Shape Adaptor ends at most at DP-S's absolute cost; the unconstrained
+    # DiffStride keeps its larger maps (n / 2 + about 2R at stride 2).
+    assert sas['gmacs'] <= 0.09178 * 69.39 / 82.55 * 1.001
+    assert [lvl[0] for lvl in dsb['levels']] == [55, 35, 25, 21, 19]
+    assert all(layer['type'] == 'DiffStride' for layer in dsb['layers'])
+    assert data['verdict'].startswith('SA-S vs human') and 'DS-B' not in data['verdict']
