@@ -201,10 +201,11 @@ class GMACsProfile:
         return sizes  # type: ignore[return-value]
 
     def host_estimate(self, pools: Sequence[nn.Module]) -> float:
-        """The forward value of :meth:`estimate` computed on the host from each pool's
-        host copy of alpha (``DynOPool.host_output_size``): no device synchronisation
-        beyond the one per step the pools already share. Layers without host sizes
-        (ShapeAdaptor, DiffStride) fall back to :meth:`estimate`."""
+        """The forward value of :meth:`estimate` computed on the host from each layer's
+        host copy of its parameter (``host_output_size`` of DynOPool, ShapeAdaptor and
+        DiffStride; ``ops/host_cache.py``): no device synchronisation beyond the one per
+        parameter update all layers share. A layer without host sizes makes it fall
+        back to :meth:`estimate` (a device read)."""
         if not all(hasattr(p, 'host_output_size') for p in pools):
             with torch.no_grad():
                 return float(self.estimate(pools))

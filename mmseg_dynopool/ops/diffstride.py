@@ -24,15 +24,28 @@ and, with ``adaptive_lower_bound``, ``S >= n / (n - R)`` for the current input, 
 keeps the highest frequency on the ramp so the stride always receives a gradient. The
 bounds are applied to the value with a straight-through gradient (the paper's code
 assigns the clipped value to the variable before using it; the gradient is the same).
+
+Host synchronisation: the output sizes need the stride on the host. Each layer keeps a
+host copy of its (guarded) stride (:class:`_HostStride`), keyed by the stride's version
+counter, storage and dtype, and refreshed together with every other stale resizing
+layer's copy in one device->host transfer (``ops/host_cache.py``, shared with DynOPool
+and ShapeAdaptor); the guard runs then, as tensor ops. The sizes are computed on the host
+with the device's operations (the bounded stride in the parameter's dtype, then float64),
+bit-identical, so a training iteration reads the device at most once for all resizing
+layers together. Strides in other dtypes than float32/float64 take their sizes from the
+device (one read per call).
 """
 import math
 from numbers import Integral, Real
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from torch import Tensor, nn
+
+from .host_cache import HostCopyMixin, param_key
 
 RatioLike = Union[float, Sequence[float]]
 SizeLike = Union[int, Tensor]
@@ -83,11 +96,45 @@ def spectral_output_sizes(in_size: Tuple[int, int], stride: Tensor,
     and :meth:`DiffStride.continuous_size` take their sizes from here.
     """
     s = stride.detach().to(torch.float64).reshape(2)
-    n = torch.tensor([float(in_size[0]), float(in_size[1])], dtype=torch.float64,
-                     device=s.device)
+    n = _pair_tensor(float(in_size[0]), float(in_size[1]), s)
     half = torch.clamp(n / s, min=MIN_STRIDED_SIZE) / 2
     k_max = torch.ceil(half + smoothness) - 1
     return torch.minimum(n, 2 * k_max + 1)
+
+
+def _pair_tensor(a: float, b: float, like: Tensor) -> Tensor:
+    """``tensor([a, b])`` with ``like``'s dtype and device, filled on the device (no
+    host->device copy, which would synchronise a CUDA stream); ``like`` has shape (2,)."""
+    out = torch.full_like(like, a)
+    if b != a:
+        out[1:].fill_(b)
+    return out
+
+
+def _host_output_len(n: int, stride: float, lower: float, upper: float, smoothness: float,
+                     dtype: torch.dtype) -> int:
+    """One axis of :func:`spectral_output_sizes` for :meth:`DiffStride.effective_stride`'s
+    value, on the host: the bounded stride ``s + (clamp(s, lower, upper) - s)`` in
+    ``dtype`` (float32: numpy's float32, IEEE like the device), then the size rule in
+    float64 - the device's operations in its order, so bit-identical."""
+    if dtype == torch.float32:
+        s = np.float32(stride)
+        clamped = min(max(s, np.float32(lower)), np.float32(upper))
+        value = float(s + (clamped - s))
+    else:  # float64
+        clamped = min(max(stride, lower), upper)
+        value = stride + (clamped - stride)
+    n = float(n)
+    half = max(n / value, MIN_STRIDED_SIZE) / 2
+    k_max = math.ceil(half + smoothness) - 1
+    return int(min(n, 2 * k_max + 1))
+
+
+class _HostStride(NamedTuple):
+    """Host copy of one layer's guarded stride, valid while ``key`` matches."""
+    key: tuple
+    stride: Tuple[float, float]  # (S_h, S_w), exactly the parameter's values
+    dtype: torch.dtype           # the parameter's dtype
 
 
 def _axis_bins(n: int, n_out: int, onesided: bool,
@@ -106,7 +153,8 @@ def _axis_bins(n: int, n_out: int, onesided: bool,
     return index, mags
 
 
-def spectral_pool(x: Tensor, stride: Tensor, smoothness: float = 4.0) -> Tensor:
+def spectral_pool(x: Tensor, stride: Tensor, smoothness: float = 4.0,
+                  out_size: Optional[Tuple[int, int]] = None) -> Tensor:
     """DiffStride's spectral pooling of ``x`` with the (differentiable) ``stride``.
 
     Args:
@@ -114,6 +162,10 @@ def spectral_pool(x: Tensor, stride: Tensor, smoothness: float = 4.0) -> Tensor:
         stride (Tensor): ``(S_h, S_w)``, used as given (apply bounds before); the result
             is differentiable w.r.t. it through the mask.
         smoothness (float): ramp width ``R`` of the mask (> 0). Default: 4.0.
+        out_size (tuple[int, int], optional): the output size, if the caller already
+            knows it: it must be :func:`spectral_output_sizes` for ``stride``
+            (:class:`DiffStride` computes it on the host). Default: None (computed here,
+            a device->host read).
 
     Returns:
         Tensor: ``(N, C, H', W')`` with the sizes of :func:`spectral_output_sizes`, in
@@ -131,9 +183,10 @@ def spectral_pool(x: Tensor, stride: Tensor, smoothness: float = 4.0) -> Tensor:
     h, w = int(x.shape[-2]), int(x.shape[-1])
     compute_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     with torch.autocast(device_type=x.device.type, enabled=False):
-        # Sizes from the stride as given (the same call continuous_size makes).
-        h_out, w_out = (int(v) for v in spectral_output_sizes((h, w), stride,
-                                                              smoothness).tolist())
+        if out_size is None:
+            # Sizes from the stride as given (the same call continuous_size makes).
+            out_size = spectral_output_sizes((h, w), stride, smoothness).tolist()
+        h_out, w_out = (int(v) for v in out_size)
         xf = x.to(compute_dtype)
         stride = stride.to(device=x.device, dtype=compute_dtype).reshape(2)
         spec = torch.fft.rfft2(xf, norm='forward')
@@ -161,7 +214,7 @@ def _fft_macs(n: int, real: bool) -> float:
 
 
 @MODELS.register_module()
-class DiffStride(nn.Module):
+class DiffStride(HostCopyMixin, nn.Module):
     """DiffStride: spectral pooling whose stride per axis is learned.
 
     The learnable parameter is ``stride`` (``(S_h, S_w)``, or one value with
@@ -170,9 +223,17 @@ class DiffStride(nn.Module):
     docstring), i.e. about ``n / S + 2R``.
 
     Guard: ``stride`` is kept finite and within ``[lower_limit_stride,
-    upper_limit_stride]`` in place at each forward (a non-finite value is restored to
-    the last valid one). The input-dependent bound ``n / (n - R)`` is applied to the
-    value only (straight-through), since it changes with the input size.
+    upper_limit_stride]`` in place (a non-finite value is restored to the last valid
+    one) by the first forward (or size query) after it changed, as tensor ops within the
+    batched host refresh (see the module doc); the first engagement is logged once. The
+    input-dependent bound ``n / (n - R)`` is applied to the value only
+    (straight-through), since it changes with the input size.
+
+    Host synchronisation: at most one device->host read per stride update for all live
+    resizing layers together (forward, :meth:`output_size`, :meth:`host_output_size`,
+    :attr:`host_ratio`). Writes through ``stride.data`` bypass the version counter that
+    detects updates; call :meth:`invalidate_sizes` after them (a switch between
+    ``train()`` and ``eval()`` also resynchronises).
 
     Args:
         init_ratio (float | tuple[float, float], optional): initial ``1 / stride``, in
@@ -248,6 +309,7 @@ class DiffStride(nn.Module):
         self._warned = False
         self.last_size: Optional[Tuple[int, int]] = None
         self.last_input_size: Optional[Tuple[int, int]] = None
+        self._host_track()
 
     def extra_repr(self) -> str:
         s = self.stride.detach().expand(2).tolist()
@@ -264,18 +326,59 @@ class DiffStride(nn.Module):
 
     @torch.no_grad()
     def guard_stride(self) -> None:
-        """Restore a non-finite stride and clamp it to the static bounds, in place."""
+        """Restore a non-finite stride and clamp it to the static bounds, in place (and
+        report the first engagement; this reads the device - the forward guards within
+        its batched host refresh instead)."""
         s = self.stride
         fixed = torch.where(torch.isfinite(s), s, self._stride_valid)
         fixed = fixed.clamp(min=self.lower_limit_stride, max=self.upper_limit_stride)
         if not torch.equal(fixed, s):
-            if not self._warned:
-                self._warned = True
-                print_log(f'DiffStride: stride guard engaged, stride {s.tolist()} -> '
-                          f'{fixed.tolist()}. Reported once per layer.', logger='current',
-                          level=30)
+            self._report_guard(s.tolist(), fixed.tolist())
             s.copy_(fixed)
         self._stride_valid.copy_(fixed)
+
+    def _report_guard(self, before: List[float], after: List[float]) -> None:
+        if not self._warned:
+            self._warned = True
+            print_log(f'DiffStride: stride guard engaged, stride {before} -> '
+                      f'{after}. Reported once per layer.', logger='current', level=30)
+
+    # host copy (ops/host_cache.py)
+    def _host_param(self) -> Tensor:
+        return self.stride
+
+    def _host_read(self) -> List[Tensor]:
+        """:meth:`guard_stride` as tensor ops (no host read); the stride before and
+        after and whether the guard changed it, read in the batched transfer."""
+        s = self.stride
+        before = s.detach().clone()
+        fixed = torch.where(torch.isfinite(s), s, self._stride_valid)
+        fixed = fixed.clamp(min=self.lower_limit_stride, max=self.upper_limit_stride)
+        changed = (fixed != s).any()
+        s.copy_(fixed)
+        self._stride_valid.copy_(fixed)
+        return [before, fixed, changed]
+
+    def _host_store(self, values: List[float]) -> None:
+        n = self.stride.numel()
+        before, after = values[:n], values[n:2 * n]
+        if values[2 * n] > 0:
+            self._report_guard(before, after)
+        stride = (after[0], after[-1])
+        self._host = _HostStride(param_key(self.stride), stride, self.stride.dtype)
+
+    @property
+    def host_ratio(self) -> Tuple[float, float]:
+        """Nominal ``(r_h, r_w) = 1 / stride`` (:attr:`ratio`) as Python floats from the
+        host copy: no device read unless the stride changed (then one, shared by all
+        layers). Equal to ``ratio.tolist()`` for float32 and float64 strides (other
+        dtypes: to within their rounding)."""
+        host = self._host_copy()
+        if host.dtype == torch.float32:
+            one = np.float32(1.0)
+            return (float(one / np.float32(host.stride[0])),
+                    float(one / np.float32(host.stride[1])))
+        return 1.0 / host.stride[0], 1.0 / host.stride[1]
 
     @torch.no_grad()
     def reset_parameters_to_initial(self) -> None:
@@ -299,18 +402,35 @@ class DiffStride(nn.Module):
         if self.shared_stride:
             lo = [max(lo)] * 2
         sd = s.detach()
-        lo_t = torch.tensor(lo, dtype=sd.dtype, device=sd.device)
+        lo_t = _pair_tensor(lo[0], lo[1], sd)  # = torch.tensor(lo, dtype=sd.dtype)
         clamped = torch.minimum(torch.maximum(sd, lo_t),
                                 torch.full_like(sd, self.upper_limit_stride))
         return s + (clamped - sd)
 
     # -------------------------------------------------------------------------- sizes
+    def _sizes(self, host: _HostStride, vals: Tuple[int, int]) -> Tuple[int, int]:
+        """Output size for integer input sizes, from the host copy (float32/float64
+        strides) or else from the device (one read)."""
+        if host.dtype not in (torch.float32, torch.float64):
+            h, w = spectral_output_sizes(vals, self.effective_stride(vals),
+                                         self.smoothness).tolist()
+            return int(h), int(w)
+        lo = [self.lower_bound(vals[0]), self.lower_bound(vals[1])]
+        if self.shared_stride:
+            lo = [max(lo)] * 2
+        return tuple(_host_output_len(vals[i], host.stride[i], lo[i],  # type: ignore
+                                      self.upper_limit_stride, self.smoothness,
+                                      host.dtype) for i in range(2))
+
     def output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
-        """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``."""
-        vals = self._in_values(in_size)
-        h, w = spectral_output_sizes(vals, self.effective_stride(vals),
-                                     self.smoothness).tolist()
-        return int(h), int(w)
+        """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``
+        (computed on the host; see :attr:`host_ratio` for when the device is read)."""
+        return self._sizes(self._host_copy(), self._in_values(in_size))
+
+    def host_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        """Integer ``(h, w)`` for an ``(H, W)`` input (ints), from the host copy: the
+        same as :meth:`output_size`."""
+        return self._sizes(self._host_copy(), (int(in_size[0]), int(in_size[1])))
 
     @staticmethod
     def _in_values(in_size) -> Tuple[int, int]:
@@ -350,8 +470,10 @@ class DiffStride(nn.Module):
             raise ValueError('DiffStride got an input with an empty spatial dimension: '
                              f'shape {tuple(x.shape)}')
         in_size = (int(x.shape[2]), int(x.shape[3]))
-        self.guard_stride()
-        y = spectral_pool(x, self.effective_stride(in_size), self.smoothness)
+        # Guarded stride and sizes from the host copy (refreshed, and the stride
+        # guarded, only if the stride changed since).
+        out_size = self._sizes(self._host_copy(), in_size)
+        y = spectral_pool(x, self.effective_stride(in_size), self.smoothness, out_size)
         self.last_input_size = in_size
         self.last_size = (int(y.shape[2]), int(y.shape[3]))
         return y

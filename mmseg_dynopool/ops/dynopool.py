@@ -8,11 +8,12 @@ after any alpha changed refreshes the copies of *all* stale live layers on that 
 one batched transfer (:func:`_refresh_host_alphas`); every other call computes its sizes
 on the host, in float32 with exactly the device's operations. One training iteration
 therefore makes at most one device->host transfer for all pools together, however often
-they are called. The differentiable straight-through sizes and query positions are still
-built from the device alpha on every call, so the gradient reaching alpha is unchanged.
+they are called. The straight-through map from the device alpha to the query positions
+(Eqs. 4.2-4.6) is one fused autograd node per call (:class:`~.autograd.QueryPositions`),
+whose backward gives alpha the gradient the unfused graph of :func:`~.functional.output_size`
+and :func:`~.functional.query_positions` would.
 """
 import math
-import weakref
 from numbers import Real
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -23,23 +24,20 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .functional import AGGREGATIONS, dynopool_sample, output_size, query_positions
+from .autograd import QueryPositions
+from .functional import AGGREGATIONS, dynopool_sample, output_size
 from .geometry import axis_geometry
+from .host_cache import LIVE_LAYERS as _LIVE_LAYERS
+from .host_cache import param_key as _alpha_key
+from .host_cache import refresh_host_copies
 
 RatioLike = Union[float, Sequence[float]]
 
-# Every live DynOPool, so the optimizer step hook below can guard their alphas and the
-# host copies of their alphas can be refreshed together.
-_LIVE_LAYERS: 'weakref.WeakSet[DynOPool]' = weakref.WeakSet()
+# _LIVE_LAYERS: every live resizing layer (ops/host_cache.py), so the optimizer step hook
+# below can guard the DynOPools' alphas and all host copies are refreshed together.
 
 _F32_ONE = np.float32(1.0)
 _F32_HALF = np.float32(0.5)
-
-
-def _alpha_key(alpha: Tensor) -> tuple:
-    """Changes whenever alpha's value may have changed: every in-place update bumps
-    ``_version``; ``.to()``/``.half()`` give it new storage."""
-    return (alpha._version, alpha.data_ptr(), alpha.dtype)
 
 
 class _HostAlpha(NamedTuple):
@@ -71,28 +69,11 @@ def _host_size(in_size: int, alpha: np.float32, min_size: np.float32,
 
 
 def _refresh_host_alphas(layer: 'DynOPool') -> None:
-    """Guard and re-read the alphas of ``layer`` and of every stale live layer on its
-    device, in one device->host transfer."""
-    device = layer.alpha.device
-    batch = [layer]
-    # Under a JIT trace (mmengine's FlopAnalyzer) only the traced layer: another
-    # model's alpha would enter the graph as a constant that requires grad.
-    others = [] if torch.jit.is_tracing() else list(_LIVE_LAYERS)
-    for other in others:
-        if other is not layer and other._host_stale() and other.alpha.device == device:
-            batch.append(other)
-    with torch.no_grad():
-        for member in batch:
-            member.guard_alpha()
-        alphas = torch.stack([m.alpha.detach().float() for m in batch]).reshape(-1)
-        hits = torch.stack([m._guard_hit for m in batch]).float()
-        values = torch.cat((alphas, hits)).tolist()  # the one synchronisation
-    count = len(batch)
-    for idx, member in enumerate(batch):
-        alpha = (np.float32(values[2 * idx]), np.float32(values[2 * idx + 1]))
-        ratio = (float(_F32_ONE / alpha[0]), float(_F32_ONE / alpha[1]))
-        member._host = _HostAlpha(_alpha_key(member.alpha), alpha, ratio,
-                                  values[2 * count + idx] > 0, {})
+    """Guard and re-read the alphas of ``layer`` and of every stale live resizing layer
+    on its device (ShapeAdaptors and DiffStrides too), in one device->host transfer:
+    :func:`~.host_cache.refresh_host_copies` with :meth:`DynOPool._host_read` /
+    :meth:`DynOPool._host_store`."""
+    refresh_host_copies(layer)
 
 
 def _as_pair(value: RatioLike, name: str) -> Tuple[float, float]:
@@ -136,7 +117,8 @@ class DynOPool(nn.Module):
     Host synchronisation: at most one device->host transfer per alpha update for all
     live layers together (see the module doc). Writes through ``alpha.data`` bypass the
     version counter that detects updates; call :meth:`invalidate_sizes` after them
-    (``train()``/``eval()`` also do, which covers mmengine's EMA parameter swap).
+    (a switch between ``train()`` and ``eval()`` also does, which covers mmengine's EMA
+    parameter swap around validation).
 
     Args:
         init_ratio (float | tuple[float, float]): initial ``r`` (or ``(r_h, r_w)``);
@@ -238,14 +220,30 @@ class DynOPool(nn.Module):
         self._host = None
 
     def train(self, mode: bool = True) -> 'DynOPool':
-        # Mode switches also resynchronise (e.g. mmengine's EMAHook swaps parameters
-        # through .data around validation).
-        self._host = None
+        # A switch between train and eval mode resynchronises (mmengine's EMAHook swaps
+        # parameters through .data around validation). Only a switch: mmengine's loops
+        # call train() every iteration, which must not cost a transfer each.
+        if mode != self.training:
+            self._host = None
         return super().train(mode)
 
     def _host_stale(self) -> bool:
         host = self._host
         return host is None or host.key != _alpha_key(self.alpha)
+
+    def _host_param(self) -> Tensor:
+        return self.alpha
+
+    def _host_read(self) -> List[Tensor]:
+        """Guard alpha; the device values its host copy is built from (float32 alpha,
+        the guard flag), read by :func:`~.host_cache.refresh_host_copies`."""
+        self.guard_alpha()
+        return [self.alpha.detach().float(), self._guard_hit.float()]
+
+    def _host_store(self, values: List[float]) -> None:
+        alpha = (np.float32(values[0]), np.float32(values[1]))
+        ratio = (float(_F32_ONE / alpha[0]), float(_F32_ONE / alpha[1]))
+        self._host = _HostAlpha(_alpha_key(self.alpha), alpha, ratio, values[2] > 0, {})
 
     def _host_alpha(self) -> _HostAlpha:
         """The host copy of alpha, refreshed (with all other stale layers) if needed."""
@@ -316,10 +314,11 @@ class DynOPool(nn.Module):
                     axis_geometry(w_in, w_out, x.dtype, x.device))
         if torch.is_grad_enabled() and self.alpha.requires_grad:
             # Sizes and positions stay in float32 under autocast (they decide shapes).
+            # One fused node (QueryPositions) instead of the ~30-op graph of
+            # continuous_size + query_positions: same values and alpha gradient.
             with torch.autocast(device_type=x.device.type, enabled=False):
-                h, w = self.continuous_size((h_in, w_in), 1.0 / self.alpha.float())
-                pos_h = query_positions(h_in, h, h_out, x.dtype)
-                pos_w = query_positions(w_in, w, w_out, x.dtype)
+                pos_h, pos_w = QueryPositions.apply(self.alpha, *geometry, self.min_size,
+                                                    self.max_size)
         else:  # no gradient to alpha: the positions are constants
             pos_h, pos_w = geometry[0].positions, geometry[1].positions
         self.last_input_size = (h_in, w_in)
@@ -333,7 +332,7 @@ def _guard_after_step(optimizer: torch.optim.Optimizer, args: Iterable,
     copy of alpha is refreshed at the next forward."""
     params = {id(p) for group in optimizer.param_groups for p in group['params']}
     for layer in list(_LIVE_LAYERS):
-        if id(layer.alpha) in params:
+        if isinstance(layer, DynOPool) and id(layer.alpha) in params:
             layer.guard_alpha()
             layer.invalidate_sizes()
 

@@ -17,7 +17,7 @@ all three expose:
 * the own cost rule, in :func:`mmseg_dynopool.models.cost.resize_call_gmacs`.
 """
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,30 @@ from .shape_adaptor import ShapeAdaptor
 
 #: The learnable resizing layer types the tools accept.
 RESIZING_LAYERS: Tuple[type, ...] = (DynOPool, ShapeAdaptor, DiffStride)
+#: Their registered names, the ``type`` of a layer config.
+RESIZING_LAYER_TYPES: Tuple[str, ...] = tuple(t.__name__ for t in RESIZING_LAYERS)
+
+
+def resizing_layer_type(layer_type) -> str:
+    """The registered name of a learnable resizing layer type, given by name or class
+    (one of :data:`RESIZING_LAYER_TYPES`); anything else is a ``ValueError``."""
+    if isinstance(layer_type, type) and layer_type in RESIZING_LAYERS:
+        return layer_type.__name__
+    if isinstance(layer_type, str) and layer_type in RESIZING_LAYER_TYPES:
+        return layer_type
+    raise ValueError(f'unknown resizing layer type {layer_type!r}: the type must be one '
+                     f'of {", ".join(RESIZING_LAYER_TYPES)}')
+
+
+def resizing_layer_cfg(cfg: Optional[dict], arg: str = 'dynopool_cfg') -> dict:
+    """A backbone's layer config ``cfg`` (argument ``arg``) checked and completed: a copy
+    with ``type`` validated by :func:`resizing_layer_type` (default ``'DynOPool'``).
+    ``init_ratio`` is refused: the backbones set it through ``init_ratios``."""
+    cfg = dict(cfg or {})
+    if 'init_ratio' in cfg:
+        raise ValueError(f'{arg} must not set init_ratio; use init_ratios')
+    cfg['type'] = resizing_layer_type(cfg.get('type', 'DynOPool'))
+    return cfg
 
 
 def is_resizing_layer(module) -> bool:

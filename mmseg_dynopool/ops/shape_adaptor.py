@@ -25,15 +25,25 @@ Conventions relative to the paper's public code (see ``docs/baselines.md``):
   code weights the ``r2`` branch with it; so our ``alpha`` is minus the paper's.
 * The paper's memory bound (``limit_dim``) is a property of the whole network: see
   :func:`shape_adaptor_size_limit`, which sets every layer's ``size_penalty``.
+
+Host synchronisation: the integer size needs ``alpha`` on the host. Each layer keeps a
+host copy of its scale (:class:`_HostScale`), keyed by alpha's version counter, storage
+and dtype, and refreshed together with every other stale resizing layer's copy in one
+device->host transfer (``ops/host_cache.py``, shared with DynOPool and DiffStride). The
+sizes are then computed on the host with the device's float64 operations (bit-identical),
+so a training iteration reads the device at most once for all resizing layers together.
 """
 import math
 from numbers import Integral, Real
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor, nn
+
+from .host_cache import HostCopyMixin, param_key
 
 RatioLike = Union[float, Sequence[float]]
 SizeLike = Union[int, Tensor]
@@ -87,8 +97,16 @@ def _bilinear_branch_size(n: int, ratio: float) -> int:
     return max(1, math.floor(n * ratio + _FLOOR_TOLERANCE))
 
 
+class _HostScale(NamedTuple):
+    """Host copy of one layer's scale, valid while ``key`` (alpha's) matches."""
+    key: tuple
+    scale64: float     # unpenalised scale as the size rule computes it (float64)
+    scale: float       # unpenalised scale in alpha's dtype (``scale(False)``), exactly
+    dtype: torch.dtype  # alpha's dtype
+
+
 @MODELS.register_module()
-class ShapeAdaptor(nn.Module):
+class ShapeAdaptor(HostCopyMixin, nn.Module):
     """Shape Adaptor: blends two fixed-ratio resizings, learning the output scale.
 
     The learnable parameter is ``alpha`` (one scalar; the paper's adaptor is symmetric,
@@ -103,6 +121,13 @@ class ShapeAdaptor(nn.Module):
     input is smaller than ``k``); any other ratio (e.g. 1.5 for an up-sampling adaptor)
     is a bilinear resize to ``floor(H * r)``. Each branch is then resized bilinearly to
     the output size (skipped when it already has that size).
+
+    Host synchronisation: the integer sizes come from a host copy of the scale, read
+    for all stale resizing layers in one transfer (see the module doc), so forward,
+    :meth:`output_size`, :meth:`host_output_size` and :attr:`host_ratio` read the device
+    at most once per alpha update. Writes through ``alpha.data`` bypass the version
+    counter that detects updates; call :meth:`invalidate_sizes` after them (a switch
+    between ``train()`` and ``eval()`` also resynchronises).
 
     Initialisation: ``alpha`` is set so that the scale equals ``init_ratio``; the weight
     ``sigmoid(alpha)`` is clipped to ``[init_eps, 1 - init_eps]`` (the paper's ``eps``),
@@ -174,6 +199,7 @@ class ShapeAdaptor(nn.Module):
         self.size_penalty = 1.0
         self.last_size: Optional[Tuple[int, int]] = None
         self.last_input_size: Optional[Tuple[int, int]] = None
+        self._host_track()
 
     # ----------------------------------------------------------------- construction
     @staticmethod
@@ -278,21 +304,69 @@ class ShapeAdaptor(nn.Module):
         self.size_penalty = 1.0
 
     # -------------------------------------------------------------------------- sizes
+    def _scale64(self) -> Tensor:
+        """Unpenalised scale (float64 tensor ``(1,)``, no gradient) as the size rule
+        computes it on the device; the host copy holds its value."""
+        w = torch.sigmoid(self.alpha.detach().double())
+        return w * self.r1 + (1.0 - w) * self.r2
+
     def _size_values(self, in_vals: Tuple[int, int]) -> Tensor:
-        """Integer output sizes (float64 tensor ``(2,)``) for integer input sizes; the one
-        computation both :meth:`forward` and :meth:`continuous_size` use."""
-        alpha = self.alpha.detach().double()
-        w = torch.sigmoid(alpha)
-        s = (w * self.r1 + (1.0 - w) * self.r2) * self.size_penalty
-        n = torch.tensor(in_vals, dtype=torch.float64, device=alpha.device)
-        return torch.clamp(torch.floor(n * s + _FLOOR_TOLERANCE), min=float(self.min_size))
+        """Integer output sizes (float64 tensor ``(2,)``) for integer input sizes, on the
+        device (:meth:`continuous_size`); :meth:`_host_sizes` is the same on the host."""
+        s = self._scale64() * self.size_penalty
+        # s * n with n a Python number: the same float64 product as with a tensor n,
+        # without copying n to the device.
+        v = torch.cat((s * float(in_vals[0]), s * float(in_vals[1])))
+        return torch.clamp(torch.floor(v + _FLOOR_TOLERANCE), min=float(self.min_size))
+
+    def _host_sizes(self, host: _HostScale, in_vals: Tuple[int, int]) -> Tuple[int, int]:
+        """:meth:`_size_values` on the host: the same float64 operations on the value the
+        device computed for the scale, so bit-identical (``math.floor`` raises on a
+        non-finite size, as ``int()`` of the device value does)."""
+        s = host.scale64 * self.size_penalty
+        lo = float(self.min_size)
+        h, w = (max(float(math.floor(float(n) * s + _FLOOR_TOLERANCE)), lo)
+                for n in in_vals)
+        return int(h), int(w)
+
+    # host copy (ops/host_cache.py)
+    def _host_param(self) -> Tensor:
+        return self.alpha
+
+    def _host_read(self) -> List[Tensor]:
+        return [self._scale64(), self.scale(with_penalty=False).detach()]
+
+    def _host_store(self, values: List[float]) -> None:
+        self._host = _HostScale(param_key(self.alpha), values[0], values[1],
+                                self.alpha.dtype)
+
+    @property
+    def host_ratio(self) -> Tuple[float, float]:
+        """``(s, s)`` (:attr:`ratio`, with the size penalty) as Python floats from the
+        host copy: no device read unless alpha changed (then one, shared by all layers).
+        Equal to ``ratio.tolist()`` for float32 and float64 alphas (other dtypes: to
+        within their rounding)."""
+        host = self._host_copy()
+        p = self.size_penalty
+        if p == 1.0:
+            s = host.scale
+        elif host.dtype == torch.float32:
+            s = float(np.float32(host.scale) * np.float32(p))
+        else:
+            s = host.scale * p
+        return s, s
+
+    def host_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
+        """Integer ``(h, w)`` for an ``(H, W)`` input (ints), from the host copy: the
+        same as :meth:`output_size`."""
+        return self._host_sizes(self._host_copy(), (int(in_size[0]), int(in_size[1])))
 
     def output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
-        """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``."""
+        """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``
+        (computed on the host; see :attr:`host_ratio` for when the device is read)."""
         _check_in_size(in_size)
         vals = (_int_value(in_size[0]), _int_value(in_size[1]))
-        h, w = self._size_values(vals).tolist()
-        return int(h), int(w)
+        return self._host_sizes(self._host_copy(), vals)
 
     def continuous_size(self, in_size: Tuple[SizeLike, SizeLike]) -> Tuple[Tensor, Tensor]:
         """Straight-through output sizes ``(h, w)`` for an input of ``in_size = (H, W)``.
@@ -467,7 +541,9 @@ def shape_adaptor_size_limit(layers: Sequence[ShapeAdaptor],
         dim = float(_int_value(input_size, 'input_size'))
     final = dim
     for layer in layers:
-        final *= float(layer.scale(with_penalty=False).detach())
+        # float(layer.scale(with_penalty=False)), from the host copy (one device read
+        # for all layers when their alphas changed).
+        final *= layer._host_copy().scale
     penalty = 1.0 if final < limit else (limit / final) ** (1.0 / len(layers))
     for layer in layers:
         layer.set_size_penalty(min(penalty, 1.0))

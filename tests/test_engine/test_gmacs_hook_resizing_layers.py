@@ -108,8 +108,11 @@ def test_fixed_lambda_adds_the_loss_and_logs(kind, tmp_path):
     name = hook.profile.pool_names[0]
     logged = runner.message_hub.get_scalar(f'train/{name}/r_h').current()
     assert logged == pytest.approx(dynopool_layers(model)[0][1].ratio[0].item())
-    assert runner.message_hub.get_scalar('train/gmacs').current() == pytest.approx(
-        hook.current_gmacs(), rel=1e-9)
+    # The logged value is the host estimate (host sizes, summed in float64): the
+    # float32 estimate's value up to its rounding.
+    logged = runner.message_hub.get_scalar('train/gmacs').current()
+    assert logged == hook.profile.host_estimate(hook._pools)
+    assert logged == pytest.approx(hook.current_gmacs(), rel=1e-6)
 
 
 @pytest.mark.parametrize('kind,target', [('DiffStride', 0.8), ('ShapeAdaptor', 1.3)])

@@ -244,6 +244,62 @@ def test_init_ratios_per_layer_and_validation():
         build(dict(type='DynOPoolVGG', dynopool_cfg=dict(init_ratio=0.3)))
 
 
+# Backbones with the resizing layer type of dynopool_cfg (small, at 32x32).
+TYPE_CASES = {
+    'vgg11-cifar': dict(type='DynOPoolVGG', depth=11, stem='cifar'),
+    'resnet18-cifar': dict(type='DynOPoolResNet', depth=18, stem='cifar'),
+    'resnet18-cifar-before': dict(type='DynOPoolResNet', depth=18, stem='cifar',
+                                  placement='before'),
+    'resnet18-imagenet': dict(type='DynOPoolResNet', depth=18),
+    'mbv2-cifar': dict(type='DynOPoolMobileNetV2', stem='cifar', widen_factor=0.5),
+    'effnet-cifar': dict(type='DynOPoolEfficientNet', stem='cifar'),
+}
+
+
+@pytest.mark.parametrize('kind', ['ShapeAdaptor', 'DiffStride'])
+@pytest.mark.parametrize('case', sorted(TYPE_CASES))
+def test_resizing_layer_types(case, kind):
+    """dynopool_cfg's type picks the layer: the DynOPool model's pools, names and
+    initial ratios, its state-dict keys (DiffStride: ``<pool>.stride``), a training
+    forward and backward, and the GMACs hook's ``dynopool_layers`` finds them."""
+    from mmseg_dynopool.ops import ratio_parameter
+    cfg = TYPE_CASES[case]
+    extra = dict(r1=0.25) if kind == 'ShapeAdaptor' and case.endswith('imagenet') else {}
+    torch.manual_seed(0)
+    model = build(dict(cfg, dynopool_cfg=dict(type=kind, **extra)))
+    reference = build(cfg)
+    assert model.dynopool_names == reference.dynopool_names
+    assert all(type(p).__name__ == kind for p in model.dynopools)
+    assert {id(m) for _, m in dynopool_layers(model)} == {id(p) for p in model.dynopools}
+    assert [tuple(p.init_ratio) for p in model.dynopools] == \
+        [tuple(p.init_ratio) for p in reference.dynopools]
+    param = 'stride' if kind == 'DiffStride' else 'alpha'
+    pool_keys = {f'{name}.alpha' for name in reference.dynopool_names}
+    assert set(model.state_dict()) == (set(reference.state_dict()) - pool_keys) | {
+        f'{name}.{param}' for name in reference.dynopool_names}
+    model.train()
+    out = model(torch.randn(2, 3, 32, 32))[-1]
+    assert [tuple(p.last_size) for p in model.dynopools] == model.feature_sizes()
+    (out * torch.randn_like(out)).sum().backward()
+    for name, pool in zip(model.dynopool_names, model.dynopools):
+        grad = ratio_parameter(pool).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_resizing_layer_type_errors():
+    with pytest.raises(ValueError, match=r"unknown resizing layer type 'Bogus'.*"
+                       r'DynOPool, ShapeAdaptor, DiffStride'):
+        build(dict(type='DynOPoolVGG', dynopool_cfg=dict(type='Bogus')))
+    with pytest.raises(ValueError, match='init_ratio'):
+        build(dict(type='DynOPoolMobileNetV2',
+                   dynopool_cfg=dict(type='ShapeAdaptor', init_ratio=0.5)))
+    # ResNet's merged ImageNet stem layer starts at 0.25: below a default Shape
+    # Adaptor's r1 = 0.5 (docstring: use r1 <= 0.25).
+    with pytest.raises(ValueError, match=r'init_ratio \(0.25, 0.25\) is outside'):
+        build(dict(type='DynOPoolResNet', depth=18,
+                   dynopool_cfg=dict(type='ShapeAdaptor')))
+
+
 def test_frozen_stem_freezes_its_pool():
     model = build(dict(type='DynOPoolResNet', depth=50, frozen_stages=1))
     model.train()

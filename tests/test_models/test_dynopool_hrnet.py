@@ -131,3 +131,66 @@ def test_deepcopy_keeps_hooks_pointing_at_copied_pools():
     dyn(torch.randn(1, 3, 64, 64))
     assert dyn.dynopool_stem.last_size == (32, 32)
     assert isinstance(clone.pools['stem'], DynOPool)
+
+
+LEVEL_NAMES = [f'dynopool_{lvl}' for lvl in
+               ('stem', 'stream1', 'stream2', 'stream3', 'stream4')]
+
+
+@pytest.mark.parametrize('kind,cfg', [('DynOPool', dict(min_size=1.5)),
+                                      ('ShapeAdaptor', dict(r1=0.25)),
+                                      ('DiffStride', dict(smoothness=2.0))])
+def test_resizing_layer_types(kind, cfg):
+    """dynopool_cfg's type picks the layer: same places, names and initial ratios, the
+    state dict's extra keys are the layers' parameters, the GMACs hook finds them."""
+    from mmseg_dynopool.engine import DynOPoolGMACsHook
+    from mmseg_dynopool.ops import ratio_parameter
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='DynOPoolHRNet', extra=EXTRA,
+                              dynopool_cfg=dict(type=kind, **cfg)))
+    layers = dynopool_layers(model)
+    assert [n for n, _ in layers] == LEVEL_NAMES
+    assert all(type(m).__name__ == kind for _, m in layers)
+    assert list(model.pools.values()) == [m for _, m in layers]
+    assert all(tuple(m.init_ratio) == (0.5, 0.5) for _, m in layers)
+    param = 'stride' if kind == 'DiffStride' else 'alpha'
+    human = HRNet(EXTRA)
+    assert set(model.state_dict()) - set(human.state_dict()) == {
+        f'{name}.{param}' for name in LEVEL_NAMES}
+    assert set(human.state_dict()) <= set(model.state_dict())
+    # The hook finds the layers (ops.dynopool_layers).
+    hook = DynOPoolGMACsHook()
+    hook._before_train(type('Runner', (), {'model': model})())
+    assert hook._pools == [m for _, m in layers]
+    # A training forward: one size per stream, gradient to every layer's parameter.
+    model.train()
+    outs = model(torch.randn(2, 3, 64, 56))
+    sizes = model.feature_sizes()
+    for i, out in enumerate(outs):
+        assert tuple(out.shape[2:]) == sizes[f'stream{i + 1}']
+    if kind == 'DynOPool':
+        human.eval()
+        model.eval()
+        x = torch.randn(1, 3, 64, 56)
+        assert [o.shape for o in model(x)] == [o.shape for o in human(x)]
+    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
+    for name, layer in layers:
+        grad = ratio_parameter(layer).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_resizing_layer_type_by_class_and_frozen_stages():
+    from mmseg_dynopool.ops import DiffStride
+    model = DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type=DiffStride), frozen_stages=1)
+    assert isinstance(model.dynopool_stem, DiffStride)
+    assert not model.dynopool_stem.stride.requires_grad
+    assert not model.dynopool_stream2.stride.requires_grad
+    assert model.dynopool_stream3.stride.requires_grad
+
+
+def test_unknown_resizing_layer_type():
+    with pytest.raises(ValueError, match=r"unknown resizing layer type 'MaxPool2d'.*"
+                       r'DynOPool, ShapeAdaptor, DiffStride'):
+        DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='MaxPool2d'))
+    with pytest.raises(ValueError, match='init_ratio'):
+        DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='DiffStride', init_ratio=0.5))

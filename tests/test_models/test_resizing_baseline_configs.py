@@ -34,7 +34,8 @@ def test_every_network_and_layer_has_a_config():
         for arch in ('vgg16bn-1fc', 'resnet50', 'mobilenet-v2'):
             assert f'{kind}_{arch}_1xb128-250e_cifar100.py' in names
         assert f'fcn_{kind}-hr48_4xb4-40k_voc12aug-480x480.py' in names
-    assert len(names) == 8
+        assert f'fcn_{kind}-s-hr48_4xb4-40k_voc12aug-480x480.py' in names  # DP-S's cost
+    assert len(names) == 10
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

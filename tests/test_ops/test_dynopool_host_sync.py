@@ -150,6 +150,23 @@ def test_one_host_read_per_training_iteration_hrnet(hrnet):
         assert _py_reads(counts) == 0, counts
 
 
+def test_one_host_read_per_iteration_as_mmengine_loops_drive_it(hrnet):
+    """mmengine's IterBasedTrainLoop calls model.train() before every iteration and the
+    GMACs hook reads the pools' host ratios after the optimizer step: still one read
+    per iteration (train() without a mode switch keeps the host copies)."""
+    opt = torch.optim.SGD(hrnet.parameters(), lr=1e-3)
+    x = torch.randn(1, 3, 48, 48)
+    _hrnet_step(hrnet, opt, x)
+    [p.host_ratio for _, p in dynopool_layers(hrnet)]  # as the hook logs after a step
+    for _ in range(3):
+        with count_host_reads() as counts:
+            hrnet.train()
+            _hrnet_step(hrnet, opt, x)
+            ratios = [p.host_ratio for _, p in dynopool_layers(hrnet)]  # hook logging
+        assert _py_reads(counts) == 1, counts
+    assert all(isinstance(v, float) for r in ratios for v in r)
+
+
 def test_one_host_read_per_iteration_with_checkpointing():
     """with_cp recomputes the blocks (and so calls the pools again) in the backward."""
     torch.manual_seed(0)
@@ -278,8 +295,9 @@ def test_sizes_follow_every_kind_of_alpha_change():
     layer.invalidate_sizes()                   # ... so tell the layer
     assert layer(x).shape[2:] == (40, 40)
     layer.alpha.data.fill_(2.0)
-    layer.train()                              # mode switches resynchronise too
+    layer.eval()                               # mode switches resynchronise too
     assert layer(x).shape[2:] == (20, 20)
+    layer.train()
     layer.double()                             # new storage
     with torch.no_grad():
         layer.alpha.fill_(4.0)

@@ -14,8 +14,9 @@ formerly strided conv with stride 1 at the input resolution and resizes the outp
 its normalisation and activation; ``'before'`` resizes its input, so at the initial
 ratios every conv runs at the human-designed model's resolution (the human GMACs). The
 converter attaches the pools with forward hooks, so the state-dict keys stay
-mmpretrain's plus one ``alpha`` per pool, and shares one pool between the branches that
-enter one resolution (ResNet's residual path and shortcut).
+mmpretrain's plus one ``alpha`` per pool (``stride`` for DiffStride), and shares one
+pool between the branches that enter one resolution (ResNet's residual path and
+shortcut).
 
 Arguments every classification backbone takes:
 
@@ -24,9 +25,16 @@ Arguments every classification backbone takes:
   package's one rule (:mod:`mmseg_dynopool.models.utils.init_ratios`): one ratio (a float
   or ``(r_h, r_w)``) for all pools, one per pool in forward order, or ``{pool name:
   ratio}``. Default: None (the human model).
-* ``dynopool_cfg`` (dict, optional): further DynOPool arguments (``min_size``,
-  ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``); not ``init_ratio`` or
-  ``type``. Default: None.
+* ``dynopool_cfg`` (dict, optional): the resizing layer's config: ``type`` (default
+  ``'DynOPool'``; or ``'ShapeAdaptor'`` / ``'DiffStride'``, see ``docs/baselines.md``,
+  any other type is a ``ValueError``) and its further arguments (DynOPool:
+  ``min_size``, ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``;
+  ShapeAdaptor: ``r1``, ``r2``, ``min_size``, ...; DiffStride: ``smoothness``, ...);
+  not ``init_ratio`` (use ``init_ratios``). ShapeAdaptor and DiffStride have their own
+  size rules (floor of ``H s``; about ``H / S + 2R``), which do not reproduce the
+  strided ops' sizes, so with them every op is converted as with the converter's
+  ``exact_sizes=False``: same pools, pool names and initial ratios, sizes by the layer's
+  rule. Default: None (DynOPool with its defaults).
 * ``placement`` (str): ``'after'`` (Eq. 5.2, default) or ``'before'`` (Eq. 5.3, the human
   GMACs at the initial ratios). Same pools and state-dict keys.
 """
@@ -34,6 +42,7 @@ from typing import List, Optional, Tuple
 
 from torch import nn
 
+from ...ops.resizing import resizing_layer_cfg
 from ..utils import PLACEMENTS, Conversion, convert_to_dynopool, get_conversion, to_pair
 
 #: Stem/stride layouts every classification backbone offers: ``'imagenet'`` (224x224
@@ -70,24 +79,27 @@ class DynOPoolBackboneMixin:
 
     def convert(self, placement: str, init_ratios, dynopool_cfg: Optional[dict],
                 **kwargs) -> Conversion:
-        """Convert ``self`` with DynOPool layers built from ``dynopool_cfg``."""
-        cfg = dict(dynopool_cfg or {})
-        if 'init_ratio' in cfg or 'type' in cfg:
-            raise ValueError('dynopool_cfg must not set init_ratio/type; use init_ratios')
+        """Convert ``self`` with resizing layers built from ``dynopool_cfg`` (type
+        DynOPool unless it says ``'ShapeAdaptor'`` or ``'DiffStride'``)."""
+        cfg = resizing_layer_cfg(dynopool_cfg)
         self.placement = check_placement(placement)
+        if cfg['type'] != 'DynOPool':
+            # Their size rules never reproduce the strided ops' sizes: convert anyway.
+            kwargs['exact_sizes'] = False
         return convert_to_dynopool(self, placement=placement, init_ratios=init_ratios,
-                                   pool_cfg=dict(type='DynOPool', **cfg), **kwargs)
+                                   pool_cfg=cfg, **kwargs)
 
     @property
     def dynopool_names(self) -> List[str]:
-        """Module paths of the DynOPool layers, in forward order."""
+        """Module paths of the resizing layers (DynOPool, ShapeAdaptor or DiffStride),
+        in forward order."""
         return get_conversion(self)[1].pool_names
 
     @property
     def dynopools(self) -> List[nn.Module]:
-        """The DynOPool layers, in forward order (one per resolution change)."""
+        """The resizing layers, in forward order (one per resolution change)."""
         return [self.get_submodule(name) for name in self.dynopool_names]
 
     def feature_sizes(self) -> List[Optional[Tuple[int, int]]]:
-        """Output size ``(H, W)`` of every DynOPool at the last forward, in order."""
+        """Output size ``(H, W)`` of every resizing layer at the last forward, in order."""
         return [getattr(pool, 'last_size', None) for pool in self.dynopools]

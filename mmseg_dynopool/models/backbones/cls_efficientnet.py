@@ -43,7 +43,8 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
     5.2's stride-1 stem and depthwise convs (with their BN) at the input resolution.
 
     State-dict keys are mmpretrain EfficientNet's plus ``dynopool_stem.alpha`` and
-    ``layers.<i>.0.dynopool.alpha``; mmpretrain EfficientNet checkpoints load unchanged.
+    ``layers.<i>.0.dynopool.alpha`` (``.stride`` with DiffStride); mmpretrain
+    EfficientNet checkpoints load unchanged.
 
     Args:
         arch (str): as for mmpretrain's ``EfficientNet``. Default: ``'b0'``.

@@ -73,7 +73,8 @@ class DynOPoolMobileNetV2(DynOPoolBackboneMixin, MobileNetV2):
     DynOPool layers are 1-4% of it by Table 5.5, and FlopAnalyzer ignores them).
 
     State-dict keys are mmpretrain MobileNetV2's plus ``dynopool_stem.alpha`` and
-    ``layer<i>.0.dynopool.alpha``; mmpretrain MobileNetV2 checkpoints load unchanged.
+    ``layer<i>.0.dynopool.alpha`` (``.stride`` with DiffStride); mmpretrain MobileNetV2
+    checkpoints load unchanged.
 
     Args:
         stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool

@@ -61,7 +61,8 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
 
     State-dict keys are those of mmpretrain's ``ResNet`` (``stem='imagenet'``) or
     ``ResNet_CIFAR`` (``stem='cifar'``) plus ``dynopool_stem.alpha`` and
-    ``layer<i>.0.dynopool.alpha``; their checkpoints load unchanged (conv shapes do not
+    ``layer<i>.0.dynopool.alpha`` (``.stride`` with DiffStride); their checkpoints load
+    unchanged (conv shapes do not
     depend on the stride).
 
     Args:
@@ -70,6 +71,10 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             classification backbone takes (:mod:`.cls_common`). ``init_ratios=None``
             starts the stem pool at 0.25 and the others at 0.5 (the human model); a
             list has the stem pool first (``'imagenet'``), then one per stride-2 stage.
+            ``dynopool_cfg=dict(type='ShapeAdaptor')`` with ``stem='imagenet'``: the
+            merged stem layer starts at 0.25, which a Shape Adaptor can only start at
+            with ``r1 <= 0.25`` (e.g. ``dict(type='ShapeAdaptor', r1=0.25)``; else its
+            ``init_ratio`` error), or give the stem another ratio in ``init_ratios``.
         in_channels, stem_channels, base_channels, expansion, num_stages, strides,
         dilations, out_indices, style, frozen_stages, conv_cfg, norm_cfg, norm_eval,
         with_cp, zero_init_residual, init_cfg, drop_path_rate: as for mmpretrain's

@@ -25,8 +25,9 @@ class DynOPoolVGG(DynOPoolBackboneMixin, VGG):
     with a 1000-way FC, mmengine's FlopAnalyzer; Table 5.1: 15.39 and 0.31).
 
     State-dict keys are mmpretrain VGG's (``features.<i>.conv/bn``) plus
-    ``features.<i>.alpha`` for the pools, so mmpretrain VGG checkpoints load (the
-    ``alpha`` keys are reported missing and keep their initial values).
+    ``features.<i>.alpha`` for the pools (``features.<i>.stride`` with DiffStride), so
+    mmpretrain VGG checkpoints load (those keys are reported missing and keep their
+    initial values).
 
     Args:
         depth (int): 11, 13, 16 or 19.

@@ -5,6 +5,7 @@ from mmseg.models.backbones.hrnet import HRNet
 from mmseg.registry import MODELS
 from torch import nn
 
+from ...ops.resizing import resizing_layer_cfg
 from ..utils import convert_to_dynopool
 
 # Resolution levels, in order: the stem (after conv1's pool) and the four streams.
@@ -29,16 +30,28 @@ class DynOPoolHRNet(HRNet):
     ``fuse_upsampling`` rule): ``HRModule.forward`` already resizes to the target
     stream's exact size, and ratios are no longer powers of two.
 
-    State-dict keys equal mmseg HRNet's plus ``dynopool_<level>.alpha``; with the initial
-    ratio 0.5 the five feature-map sizes equal mmseg HRNet's for every input size (even
-    or odd: DynOPool rounds ``H / 2`` like a stride-2 3x3 conv with padding 1).
+    State-dict keys equal mmseg HRNet's plus ``dynopool_<level>.alpha``
+    (``dynopool_<level>.stride`` with DiffStride); with the initial ratio 0.5 the five
+    feature-map sizes equal mmseg HRNet's for every input size (even or odd: DynOPool
+    rounds ``H / 2`` like a stride-2 3x3 conv with padding 1).
+
+    ``dynopool_cfg=dict(type='ShapeAdaptor' | 'DiffStride', ...)`` builds those layers
+    instead (``docs/baselines.md``), at the same places, with the same names and initial
+    ratios. Their sizes follow their own rules (ShapeAdaptor floors ``H s``, DiffStride
+    gives about ``H / S + 2R``), not the strided convs', so the converter runs with
+    ``exact_sizes=False`` for them; all tensors of a stream still share one size.
 
     Args:
         extra, in_channels, conv_cfg, norm_cfg, norm_eval, with_cp, frozen_stages,
         zero_init_residual, multiscale_output, pretrained, init_cfg: as for mmseg's
             ``HRNet``. A frozen stage freezes the pools of the levels it enters.
-        dynopool_cfg (dict, optional): keyword arguments for every DynOPool
-            (``min_size``, ``aggregation``, ``max_ratio``, ``max_size``...). Default: None.
+        dynopool_cfg (dict, optional): config of the five resizing layers: ``type``
+            (``'DynOPool'``, the default, ``'ShapeAdaptor'`` or ``'DiffStride'``; any
+            other is a ``ValueError``) and that layer's keyword arguments (DynOPool:
+            ``min_size``, ``aggregation``, ``max_ratio``, ``max_size``...;
+            ShapeAdaptor: ``r1``, ``r2``, ``min_size``...; DiffStride:
+            ``smoothness``...), not ``init_ratio`` (use ``init_ratios``). Default:
+            None (DynOPool with its defaults).
         init_ratios (float | sequence | dict): initial ratios, by the package's one rule
             (:mod:`mmseg_dynopool.models.utils.init_ratios`): one ratio (a float or
             ``(r_h, r_w)``) for all five levels, a list of five (stem, stream1..4) or a
@@ -69,12 +82,12 @@ class DynOPoolHRNet(HRNet):
         super().__init__(extra, in_channels, conv_cfg, norm_cfg, norm_eval, with_cp,
                          frozen_stages, zero_init_residual, multiscale_output,
                          pretrained, init_cfg)
-        cfg = dict(dynopool_cfg or {})
-        if 'init_ratio' in cfg or 'type' in cfg:
-            raise ValueError('dynopool_cfg must not set init_ratio/type; use init_ratios')
+        cfg = resizing_layer_cfg(dynopool_cfg)
         conversion = convert_to_dynopool(
-            self, placement='before', init_ratios=init_ratios,
-            pool_cfg=dict(type='DynOPool', **cfg), in_channels=in_channels,
+            self, placement='before', init_ratios=init_ratios, pool_cfg=cfg,
+            in_channels=in_channels,
+            # ShapeAdaptor / DiffStride never reproduce the strided convs' sizes.
+            exact_sizes=cfg['type'] == 'DynOPool',
             pool_names={op: f'dynopool_{lvl}' for op, lvl in zip(_FIRST_OP, LEVELS)})
         expected = [f'dynopool_{level}' for level in LEVELS]
         if conversion.left_alone or conversion.pool_names != expected:
@@ -84,11 +97,11 @@ class DynOPoolHRNet(HRNet):
 
     @property
     def pools(self) -> Dict[str, nn.Module]:
-        """The five DynOPool instances by level name."""
+        """The five resizing layers (DynOPool instances by default) by level name."""
         return {level: getattr(self, f'dynopool_{level}', None) for level in LEVELS}
 
     def stream_pool(self, stream: int) -> nn.Module:
-        """DynOPool of stream ``stream`` (0-based: 0 is stream 1)."""
+        """Resizing layer of stream ``stream`` (0-based: 0 is stream 1)."""
         return getattr(self, f'dynopool_{LEVELS[stream + 1]}')
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
@@ -114,6 +127,6 @@ class DynOPoolHRNet(HRNet):
         return self  # mmseg's HRNet.train returns None; nn.Module's contract is self
 
     def feature_sizes(self) -> Dict[str, Optional[Tuple[int, int]]]:
-        """Output size of each level's DynOPool at the last forward."""
+        """Output size of each level's resizing layer at the last forward."""
         return {level: getattr(pool, 'last_size', None)
                 for level, pool in self.pools.items()}
