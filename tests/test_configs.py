@@ -30,8 +30,10 @@ def test_config_builds(path):
         assert len(hooks) == 1
         assert '.alpha' in cfg.optim_wrapper.paramwise_cfg.custom_keys
         if '-s-' in osp.basename(path):
-            # DynOPool-S restrains GMACs through a budget (docs/budget.md)
-            assert 0 < hooks[0]['target_ratio'] < 1
+            # DynOPool-S restrains GMACs through a budget (docs/budget.md): a fraction of
+            # the initial cost or an absolute one
+            assert 0 < hooks[0].get('target_ratio', 0.5) < 1 and \
+                hooks[0].get('target_gmacs', 1) > 0
         elif '-b-' in osp.basename(path):
             assert hooks[0]['loss_weight'] == 0     # DynOPool-B: accuracy first
             assert hooks[0].get('target_ratio') is None
@@ -163,9 +165,11 @@ def test_dps_budget_is_the_thesis_ratio_of_the_human_cost(rel, dps, human):
     assert target * initial == pytest.approx(dps / human * human_gmacs, rel=5e-3)
 
 
-# Shape Adaptor / DiffStride at DP-S's cost: an absolute budget (target_gmacs), since
-# their initial costs differ from the human model's. (config, human config, input size).
+# The main job's DP-S and Shape Adaptor / DiffStride at DP-S's cost: an absolute budget
+# (target_gmacs), since their initial costs differ from the human model's. (config, human config, input size).
 ABSOLUTE_BUDGETS = [
+    ('synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
+     'synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py', 96),
     ('synthetic/fcn_shapeadaptor-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
      'synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py', 96),
     ('synthetic/fcn_diffstride-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
