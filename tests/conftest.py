@@ -112,6 +112,22 @@ def resizing_layer_cfg(kind: str, out_dir: str) -> str:
     return path
 
 
+def cuda_sync_messages(step) -> list:
+    """Run ``step()`` under ``torch.cuda.set_sync_debug_mode('warn')`` and return the
+    messages of the device synchronisations it made (CUDA only)."""
+    import warnings
+
+    import torch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+    return [str(w.message) for w in caught if 'synchroniz' in str(w.message)]
+
+
 @pytest.fixture(autouse=True)
 def _isolate_default_scope():
     """Start every test without a default scope, and restore the previous state after.

@@ -19,7 +19,6 @@ with the device's float32 operations (``ops/dynopool.py``). Checked here:
 import contextlib
 import copy
 import math
-import warnings
 from typing import Dict, Iterator
 
 import numpy as np
@@ -32,6 +31,8 @@ import mmseg_dynopool.ops.dynopool as dynopool_module
 from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 from mmseg_dynopool.ops import dynopool_sample, query_positions
+
+from ..conftest import cuda_sync_messages
 
 EXTRA = dict(
     stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
@@ -238,15 +239,8 @@ def test_cuda_sync_debug_mode_one_sync_per_iteration(hrnet):
     _hrnet_step(model, opt, x)
     torch.cuda.synchronize()
     for _ in range(2):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            torch.cuda.set_sync_debug_mode('warn')
-            try:
-                _hrnet_step(model, opt, x)
-            finally:
-                torch.cuda.set_sync_debug_mode('default')
-        syncs = [w for w in caught if 'synchroniz' in str(w.message)]
-        assert len(syncs) <= 1, [str(w.message) for w in syncs]
+        syncs = cuda_sync_messages(lambda: _hrnet_step(model, opt, x))
+        assert len(syncs) <= 1, syncs
 
 
 # ------------------------------------------------------------------ host arithmetic

@@ -14,7 +14,6 @@ in one device->host transfer. Checked here:
 * every way the parameter can change is seen, and DiffStride's guard still works.
 """
 import copy
-import warnings
 
 import pytest
 import torch
@@ -28,6 +27,7 @@ from mmseg_dynopool.ops import (DiffStride, ShapeAdaptor, ratio_parameter,
                                 spectral_output_sizes)
 from mmseg_dynopool.ops.host_cache import LIVE_LAYERS
 
+from ..conftest import cuda_sync_messages
 from .test_dynopool_host_sync import EXTRA, _py_reads, count_host_reads
 
 
@@ -141,15 +141,8 @@ def test_cuda_sync_debug_mode_one_sync_per_iteration():
     _iteration(model, opt, profile, layers, x)
     torch.cuda.synchronize()
     for _ in range(2):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            torch.cuda.set_sync_debug_mode('warn')
-            try:
-                _iteration(model, opt, profile, layers, x)
-            finally:
-                torch.cuda.set_sync_debug_mode('default')
-        syncs = [w for w in caught if 'synchroniz' in str(w.message)]
-        assert len(syncs) <= 1, [str(w.message) for w in syncs]
+        syncs = cuda_sync_messages(lambda: _iteration(model, opt, profile, layers, x))
+        assert len(syncs) <= 1, syncs
 
 
 def test_all_stale_layers_of_all_types_refresh_in_one_read():
