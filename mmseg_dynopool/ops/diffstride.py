@@ -36,7 +36,7 @@ layers together. Strides in other dtypes than float32/float64 take their sizes f
 device (one read per call).
 """
 import math
-from numbers import Integral, Real
+from numbers import Real
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -45,10 +45,9 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from .host_cache import HostCopyMixin, param_key
+from .host_cache import HostCopyMixin, SizeLike, in_size_values, param_key
 
 RatioLike = Union[float, Sequence[float]]
-SizeLike = Union[int, Tensor]
 
 #: The paper's floor on the strided size ``n / S`` (so ``T >= 1``).
 MIN_STRIDED_SIZE = 2.0
@@ -70,22 +69,6 @@ def _pair(value, name: str) -> Tuple[float, float]:
         return _real(value[0], name), _real(value[1], name)
     v = _real(value, name)
     return v, v
-
-
-def _int_value(size: SizeLike) -> int:
-    """The integer value of a size given as an int or a (straight-through) tensor."""
-    if isinstance(size, Tensor):
-        if size.numel() != 1:
-            raise ValueError('in_size entries must be scalars, got a tensor of shape '
-                             f'{tuple(size.shape)}')
-        value = float(size.detach())
-        if not math.isfinite(value) or value < 1 or abs(value - round(value)) > 1e-3:
-            raise ValueError(f'in_size entries must hold positive integer values, '
-                             f'got {value!r}')
-        return int(round(value))
-    if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
-        raise ValueError(f'in_size entries must be positive ints or tensors, got {size!r}')
-    return int(size)
 
 
 def spectral_output_sizes(in_size: Tuple[int, int], stride: Tensor,
@@ -425,20 +408,16 @@ class DiffStride(HostCopyMixin, nn.Module):
     def output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
         """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``
         (computed on the host; see :attr:`host_ratio` for when the device is read)."""
-        return self._sizes(self._host_copy(), self._in_values(in_size))
+        return self._sizes(self._host_copy(), in_size_values(in_size))
 
     def host_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
         """Integer ``(h, w)`` for an ``(H, W)`` input (ints), from the host copy: the
         same as :meth:`output_size`."""
         return self._sizes(self._host_copy(), (int(in_size[0]), int(in_size[1])))
 
-    @staticmethod
-    def _in_values(in_size) -> Tuple[int, int]:
-        if not isinstance(in_size, (tuple, list)) or len(in_size) != 2:
-            raise ValueError(f'in_size must be a pair (H, W), got {in_size!r}')
-        return _int_value(in_size[0]), _int_value(in_size[1])
-
-    def continuous_size(self, in_size: Tuple[SizeLike, SizeLike]) -> Tuple[Tensor, Tensor]:
+    def continuous_size(self, in_size: Tuple[SizeLike, SizeLike],
+                        in_values: Optional[Sequence[int]] = None
+                        ) -> Tuple[Tensor, Tensor]:
         """Straight-through output sizes ``(h, w)`` for an input of ``in_size = (H, W)``.
 
         The forward values are the integer sizes :meth:`forward` produces; the gradient is
@@ -448,8 +427,10 @@ class DiffStride(HostCopyMixin, nn.Module):
 
         Args:
             in_size (tuple): ``(H, W)``, each an int or a scalar tensor.
+            in_values (tuple[int, int], optional): the integer values of ``in_size`` when
+                the host knows them (tensors are read from the device otherwise).
         """
-        vals = self._in_values(in_size)
+        vals = in_size_values(in_size, in_values)
         stride = self.effective_stride(vals)
         values = spectral_output_sizes(vals, stride, self.smoothness)
         out = []

@@ -274,12 +274,15 @@ class DynOPool(nn.Module):
             out = host.sizes[key] = (h_out, w_out, capped)
         return out
 
-    def continuous_size(self, in_size: Tuple, ratio: Optional[Tensor] = None
+    def continuous_size(self, in_size: Tuple, ratio: Optional[Tensor] = None,
+                        in_values: Optional[Sequence[int]] = None
                         ) -> Tuple[Tensor, Tensor]:
         """Straight-through output sizes ``(h, w)`` for an input of ``in_size = (H, W)``.
 
         ``H``/``W`` may be ints or straight-through tensors (to chain layers, as the GMACs
         hook does). The forward values are the integer sizes this layer will produce.
+        ``in_values`` (the integer ``(H, W)``, as the cost model passes it to every
+        resizing layer) is not needed here: the size is pure tensor arithmetic.
         """
         if ratio is None:
             ratio = 1.0 / self.alpha.float()

@@ -35,11 +35,15 @@ Writes through ``param.data`` bypass the version counter: call ``invalidate_size
 after them (mmengine's EMAHook swaps parameters through ``.data`` around validation and
 switches the model to eval mode and back, which resynchronises).
 """
+import math
 import weakref
-from typing import Any, List, Sequence
+from numbers import Integral
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+
+SizeLike = Union[int, Tensor]
 
 #: Every live layer that keeps a host copy (DynOPool, ShapeAdaptor, DiffStride), so that
 #: one transfer refreshes all stale ones.
@@ -130,3 +134,33 @@ class HostCopyMixin:
         if mode != self.training:
             self._host = None
         return super().train(mode)
+
+
+def int_size(size: SizeLike, name: str = 'in_size') -> int:
+    """The integer value of a size given as an int or a (straight-through) scalar tensor;
+    a tensor is read from the device (pass the value as ``in_values`` where the host
+    knows it, see :func:`in_size_values`)."""
+    if isinstance(size, Tensor):
+        if size.numel() != 1:
+            raise ValueError(f'{name} entries must be scalars, got a tensor of shape '
+                             f'{tuple(size.shape)}')
+        value = float(size.detach())
+        if not math.isfinite(value) or value < 1 or abs(value - round(value)) > 1e-3:
+            raise ValueError(f'{name} entries must hold positive integer values, '
+                             f'got {value!r}')
+        return int(round(value))
+    if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
+        raise ValueError(f'{name} entries must be positive ints or tensors, got {size!r}')
+    return int(size)
+
+
+def in_size_values(in_size, in_values: Optional[Sequence[int]] = None
+                   ) -> Tuple[int, int]:
+    """The integer ``(H, W)`` of ``in_size`` (ints or straight-through tensors): the
+    host-known ``in_values`` when given (the cost model passes them when it chains
+    layers, so no tensor is read back), else read from ``in_size``."""
+    if not isinstance(in_size, (tuple, list)) or len(in_size) != 2:
+        raise ValueError(f'in_size must be a pair (H, W), got {in_size!r}')
+    if in_values is not None:
+        return int_size(int(in_values[0])), int_size(int(in_values[1]))
+    return int_size(in_size[0]), int_size(in_size[1])

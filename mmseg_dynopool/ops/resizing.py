@@ -7,8 +7,9 @@ all three expose:
 
 * ``init_ratio``, ``ratio`` (detached ``(r_h, r_w)``), ``last_size``,
   ``last_input_size``;
-* ``continuous_size(in_size)``: the straight-through output size, differentiable w.r.t.
-  the layer's parameter (Eq. 4.7's estimate);
+* ``continuous_size(in_size, in_values=None)``: the straight-through output size,
+  differentiable w.r.t. the layer's parameter (Eq. 4.7's estimate); ``in_values`` are
+  the integer input sizes when the host knows them (no device read);
 * ``reset_parameters_to_initial()``;
 * the raw learnable parameter, :func:`ratio_parameter` (DynOPool's and ShapeAdaptor's
   ``alpha``, DiffStride's ``stride``), and :func:`scale_ratio`, which sets it so that

@@ -43,10 +43,9 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from .host_cache import HostCopyMixin, param_key
+from .host_cache import HostCopyMixin, SizeLike, in_size_values, int_size, param_key
 
 RatioLike = Union[float, Sequence[float]]
-SizeLike = Union[int, Tensor]
 
 #: Added before flooring ``H * s`` so that a product that should be an integer but lands
 #: a hair below it (floating-point round-off) is not floored one step too far.
@@ -61,27 +60,6 @@ def _positive_real(value, name: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f'{name} must be positive and finite, got {value!r}')
     return value
-
-
-def _int_value(size: SizeLike, name: str = 'in_size') -> int:
-    """The integer value of a size given as an int or a (straight-through) tensor."""
-    if isinstance(size, Tensor):
-        if size.numel() != 1:
-            raise ValueError(f'{name} entries must be scalars, got a tensor of shape '
-                             f'{tuple(size.shape)}')
-        value = float(size.detach())
-        if not math.isfinite(value) or value < 1 or abs(value - round(value)) > 1e-3:
-            raise ValueError(f'{name} entries must hold positive integer values, '
-                             f'got {value!r}')
-        return int(round(value))
-    if isinstance(size, bool) or not isinstance(size, Integral) or size < 1:
-        raise ValueError(f'{name} entries must be positive ints or tensors, got {size!r}')
-    return int(size)
-
-
-def _check_in_size(in_size) -> None:
-    if not isinstance(in_size, (tuple, list)) or len(in_size) != 2:
-        raise ValueError(f'in_size must be a pair (H, W), got {in_size!r}')
 
 
 def _pool_kernel(ratio: float) -> Optional[int]:
@@ -364,11 +342,11 @@ class ShapeAdaptor(HostCopyMixin, nn.Module):
     def output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
         """Integer output size ``(h, w)`` the layer produces for an input of ``in_size``
         (computed on the host; see :attr:`host_ratio` for when the device is read)."""
-        _check_in_size(in_size)
-        vals = (_int_value(in_size[0]), _int_value(in_size[1]))
-        return self._host_sizes(self._host_copy(), vals)
+        return self._host_sizes(self._host_copy(), in_size_values(in_size))
 
-    def continuous_size(self, in_size: Tuple[SizeLike, SizeLike]) -> Tuple[Tensor, Tensor]:
+    def continuous_size(self, in_size: Tuple[SizeLike, SizeLike],
+                        in_values: Optional[Sequence[int]] = None
+                        ) -> Tuple[Tensor, Tensor]:
         """Straight-through output sizes ``(h, w)`` for an input of ``in_size = (H, W)``.
 
         The forward values are the integer sizes :meth:`forward` produces; the gradient is
@@ -377,9 +355,10 @@ class ShapeAdaptor(HostCopyMixin, nn.Module):
 
         Args:
             in_size (tuple): ``(H, W)``, each an int or a scalar tensor.
+            in_values (tuple[int, int], optional): the integer values of ``in_size`` when
+                the host knows them (tensors are read from the device otherwise).
         """
-        _check_in_size(in_size)
-        vals = (_int_value(in_size[0]), _int_value(in_size[1]))
+        vals = in_size_values(in_size, in_values)
         values = self._size_values(vals)
         s = self.scale().float().view(())
         out = []
@@ -437,7 +416,7 @@ class ShapeAdaptor(HostCopyMixin, nn.Module):
         weight = self.mix_weight().to(b1.dtype)
         # lerp(b2, b1, w) = b2 + w (b1 - b2): exactly b1 at w = 1 and b2 at w = 0.
         out = torch.lerp(b2, b1, weight)
-        self.last_input_size = (_int_value(in_size[0]), _int_value(in_size[1]))
+        self.last_input_size = in_size_values(in_size)
         self.last_size = size
         return out
 
@@ -536,9 +515,9 @@ def shape_adaptor_size_limit(layers: Sequence[ShapeAdaptor],
         raise ValueError('layers must be a non-empty sequence of ShapeAdaptor')
     limit = _positive_real(limit_size, 'limit_size')
     if isinstance(input_size, (tuple, list)):
-        dim = float(max(_int_value(v, 'input_size') for v in input_size))
+        dim = float(max(int_size(v, 'input_size') for v in input_size))
     else:
-        dim = float(_int_value(input_size, 'input_size'))
+        dim = float(int_size(input_size, 'input_size'))
     final = dim
     for layer in layers:
         # float(layer.scale(with_penalty=False)), from the host copy (one device read

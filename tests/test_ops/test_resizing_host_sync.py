@@ -101,6 +101,44 @@ def test_one_host_read_per_training_iteration(with_dynopool):
         assert _py_reads(counts) == 0, counts
 
 
+def test_gmacs_loss_estimate_reads_nothing_more():
+    """With lambda > 0 the hook adds the differentiable estimate (Eq. 4.7) to the loss:
+    chained layers get their integer input sizes from the host copies (in_values), so
+    the iteration still reads the device once, and the estimate's value and gradient
+    are those of the chain without them."""
+    torch.manual_seed(0)
+    model = _Mixed(with_dynopool=True).train()
+    layers = [m for _, m in dynopool_layers(model)]
+    profile = profile_gmacs(model, (29, 34))
+    assert any(p is not None for p in profile.pool_parents)  # layers are chained
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x = torch.randn(2, 3, 29, 34)
+
+    def loss(out):
+        return out + 0.1 * profile.estimate(layers)
+
+    _iteration(model, opt, profile, layers, x, loss)
+    for _ in range(2):
+        with count_host_reads() as counts:
+            _iteration(model, opt, profile, layers, x, loss)
+        assert _py_reads(counts) == 1, counts
+    # Same value and gradient as the chain that reads the sizes back.
+    with_host = profile.estimate(layers)
+    grads = torch.autograd.grad(with_host, [ratio_parameter(m) for m in layers])
+    sizes = [None] * len(layers)
+    for i in profile.pool_order:
+        parent = profile.pool_parents[i]
+        in_size = sizes[parent] if parent is not None else profile.pool_in_sizes[i]
+        sizes[i] = layers[i].continuous_size(in_size)
+    plain = sum((h * w) / float(h0 * w0) * g for (h, w), (h0, w0), g in
+                zip(sizes, profile.pool_out_sizes, profile.owned_gmacs)) + \
+        profile.fixed_gmacs
+    assert float(plain) == pytest.approx(float(with_host), rel=1e-6)
+    for a, b in zip(grads, torch.autograd.grad(plain, [ratio_parameter(m) for m in
+                                                       layers])):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize('kind', ['ShapeAdaptor', 'DiffStride'])
 def test_one_host_read_per_training_iteration_hrnet(kind):
     """DynOPoolHRNet with ShapeAdaptor / DiffStride layers: 5 layers, 17 calls."""
