@@ -4,8 +4,9 @@ Host synchronisation: the integer output size ``round(max(H_in r_h, min_size))``
 4.1, 4.3) decides tensor shapes, so the host must know alpha. It changes only when alpha
 changes (once per optimizer step), so each layer keeps a host copy of its alpha
 (:class:`_HostAlpha`), keyed by alpha's version counter and storage. The first forward
-after any alpha changed refreshes the copies of *all* stale live layers on that device in
-one batched transfer (:func:`_refresh_host_alphas`); every other call computes its sizes
+after any alpha changed refreshes the copies of *all* stale live resizing layers on that
+device in one batched transfer (``ops/host_cache.py``, shared with ShapeAdaptor and
+DiffStride); every other call computes its sizes
 on the host, in float32 with exactly the device's operations. One training iteration
 therefore makes at most one device->host transfer for all pools together, however often
 they are called. The straight-through map from the device alpha to the query positions
@@ -27,14 +28,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from .autograd import QueryPositions
 from .functional import AGGREGATIONS, dynopool_sample, output_size
 from .geometry import axis_geometry
-from .host_cache import LIVE_LAYERS as _LIVE_LAYERS
-from .host_cache import param_key as _alpha_key
-from .host_cache import refresh_host_copies
+from .host_cache import LIVE_LAYERS, HostCopyMixin, param_key
 
 RatioLike = Union[float, Sequence[float]]
-
-# _LIVE_LAYERS: every live resizing layer (ops/host_cache.py), so the optimizer step hook
-# below can guard the DynOPools' alphas and all host copies are refreshed together.
 
 _F32_ONE = np.float32(1.0)
 _F32_HALF = np.float32(0.5)
@@ -68,14 +64,6 @@ def _host_size(in_size: int, alpha: np.float32, min_size: np.float32,
     return int(size)
 
 
-def _refresh_host_alphas(layer: 'DynOPool') -> None:
-    """Guard and re-read the alphas of ``layer`` and of every stale live resizing layer
-    on its device (ShapeAdaptors and DiffStrides too), in one device->host transfer:
-    :func:`~.host_cache.refresh_host_copies` with :meth:`DynOPool._host_read` /
-    :meth:`DynOPool._host_store`."""
-    refresh_host_copies(layer)
-
-
 def _as_pair(value: RatioLike, name: str) -> Tuple[float, float]:
     if isinstance(value, bool):
         raise TypeError(f'{name} must be a number or a pair of numbers, got {value!r}')
@@ -94,7 +82,7 @@ def _as_pair(value: RatioLike, name: str) -> Tuple[float, float]:
 
 
 @MODELS.register_module()
-class DynOPool(nn.Module):
+class DynOPool(HostCopyMixin, nn.Module):
     """Dynamically Optimized Pooling: resizes a feature map by a learned ratio.
 
     The output has ``H_out = round(max(H_in * r_h, min_size))`` rows (Eq. 4.1 with the size
@@ -170,16 +158,9 @@ class DynOPool(nn.Module):
         self.register_buffer('_guard_hit', torch.zeros((), dtype=torch.bool),
                              persistent=False)
         self._warned = False
-        self._host: Optional[_HostAlpha] = None
         self.last_size: Optional[Tuple[int, int]] = None
         self.last_input_size: Optional[Tuple[int, int]] = None
-        _LIVE_LAYERS.add(self)
-
-    def __setstate__(self, state: dict) -> None:
-        # copy.deepcopy / unpickling: a new layer, guarded and refreshed like the others.
-        super().__setstate__(state)
-        self._host = None
-        _LIVE_LAYERS.add(self)
+        self._host_track()
 
     def extra_repr(self) -> str:
         r = self.ratio.tolist()
@@ -211,26 +192,6 @@ class DynOPool(nn.Module):
         self.alpha.copy_(torch.tensor([1.0 / r for r in self.init_ratio]))
         self._alpha_valid.copy_(self.alpha)
 
-    def invalidate_sizes(self) -> None:
-        """Forget the host copy of alpha; the next forward reads it again (batched).
-
-        Needed only after writing alpha through ``.data`` (which does not bump its version
-        counter); in-place updates, optimizer steps and ``load_state_dict`` are detected.
-        """
-        self._host = None
-
-    def train(self, mode: bool = True) -> 'DynOPool':
-        # A switch between train and eval mode resynchronises (mmengine's EMAHook swaps
-        # parameters through .data around validation). Only a switch: mmengine's loops
-        # call train() every iteration, which must not cost a transfer each.
-        if mode != self.training:
-            self._host = None
-        return super().train(mode)
-
-    def _host_stale(self) -> bool:
-        host = self._host
-        return host is None or host.key != _alpha_key(self.alpha)
-
     def _host_param(self) -> Tensor:
         return self.alpha
 
@@ -243,23 +204,17 @@ class DynOPool(nn.Module):
     def _host_store(self, values: List[float]) -> None:
         alpha = (np.float32(values[0]), np.float32(values[1]))
         ratio = (float(_F32_ONE / alpha[0]), float(_F32_ONE / alpha[1]))
-        self._host = _HostAlpha(_alpha_key(self.alpha), alpha, ratio, values[2] > 0, {})
-
-    def _host_alpha(self) -> _HostAlpha:
-        """The host copy of alpha, refreshed (with all other stale layers) if needed."""
-        if self._host_stale():
-            _refresh_host_alphas(self)
-        return self._host
+        self._host = _HostAlpha(param_key(self.alpha), alpha, ratio, values[2] > 0, {})
 
     @property
     def host_ratio(self) -> Tuple[float, float]:
         """``(r_h, r_w)`` as Python floats from the host copy of alpha: no device sync
         unless alpha changed since the last forward (then one, shared by all layers)."""
-        return self._host_alpha().ratio
+        return self._host_copy().ratio
 
     def host_output_size(self, in_size: Tuple[int, int]) -> Tuple[int, int]:
         """Integer ``(H_out, W_out)`` for an ``(H, W)`` input, computed on the host."""
-        h_out, w_out, _ = self._sizes(self._host_alpha(), int(in_size[0]), int(in_size[1]))
+        h_out, w_out, _ = self._sizes(self._host_copy(), int(in_size[0]), int(in_size[1]))
         return h_out, w_out
 
     def _sizes(self, host: _HostAlpha, h_in: int, w_in: int) -> Tuple[int, int, bool]:
@@ -303,7 +258,7 @@ class DynOPool(nn.Module):
             raise ValueError('DynOPool got an input with an empty spatial dimension: '
                              f'shape {tuple(x.shape)}')
         h_in, w_in = int(x.shape[2]), int(x.shape[3])
-        host = self._host_alpha()
+        host = self._host_copy()
         h_out, w_out, capped = self._sizes(host, h_in, w_in)
         if (host.guard_hit or capped) and not self._warned:
             self._warned = True
@@ -334,7 +289,7 @@ def _guard_after_step(optimizer: torch.optim.Optimizer, args: Iterable,
     """Guard every live layer whose alpha ``optimizer`` updates (no host sync); its host
     copy of alpha is refreshed at the next forward."""
     params = {id(p) for group in optimizer.param_groups for p in group['params']}
-    for layer in list(_LIVE_LAYERS):
+    for layer in list(LIVE_LAYERS):
         if isinstance(layer, DynOPool) and id(layer.alpha) in params:
             layer.guard_alpha()
             layer.invalidate_sizes()

@@ -28,8 +28,7 @@ A layer takes part by
 
 :class:`HostCopyMixin` implements the registration, ``_host_stale``, ``_host_copy`` (the
 copy, refreshed if stale), ``invalidate_sizes`` and the resynchronisation on a switch
-between train and eval mode; :class:`~.dynopool.DynOPool` has its own versions of these
-(same behaviour).
+between train and eval mode; all three layers use it.
 
 Writes through ``param.data`` bypass the version counter: call ``invalidate_sizes()``
 after them (mmengine's EMAHook swaps parameters through ``.data`` around validation and

@@ -31,6 +31,7 @@ import mmseg_dynopool.ops.dynopool as dynopool_module
 from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 from mmseg_dynopool.ops import dynopool_sample, query_positions
+from mmseg_dynopool.ops.host_cache import LIVE_LAYERS
 
 from ..conftest import cuda_sync_messages
 
@@ -300,7 +301,7 @@ def test_sizes_follow_every_kind_of_alpha_change():
     with torch.no_grad():
         clone.alpha.fill_(float('nan'))
     assert clone(x.double()).shape[2:] == (10, 10)  # guarded: last valid alpha
-    assert clone in dynopool_module._LIVE_LAYERS
+    assert clone in LIVE_LAYERS
     assert layer.host_ratio == (0.25, 0.25)
 
 
