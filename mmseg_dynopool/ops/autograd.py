@@ -39,6 +39,23 @@ from .geometry import AxisGeometry
 Grads = Tuple[Optional[Tensor], ...]
 
 
+def _save_query(ctx, x: Tensor, arg: Tensor, pos_h: Tensor, pos_w: Tensor,
+                geom_h: AxisGeometry, geom_w: AxisGeometry, is_max: bool) -> None:
+    """What the backward of :class:`CpuQuery` / :class:`TritonQuery` needs."""
+    ctx.save_for_backward(x, arg)
+    ctx.geoms = (geom_h, geom_w)
+    ctx.is_max = is_max
+    ctx.pos_dtypes = (pos_h.dtype, pos_w.dtype)
+
+
+def _masked_position_grads(ctx, gh: Tensor, gw: Tensor) -> Tuple[Tensor, Tensor]:
+    """Positional gradients, zero outside the input (the sample is the constant border
+    value there), in the positions' dtypes."""
+    geom_h, geom_w = ctx.geoms
+    return ((gh * geom_h.inside).to(ctx.pos_dtypes[0]),
+            (gw * geom_w.inside).to(ctx.pos_dtypes[1]))
+
+
 class CpuQuery(torch.autograd.Function):
     """Fused C++ kernel: one sweep per (n, c) plane forward and one backward."""
 
@@ -50,11 +67,8 @@ class CpuQuery(torch.autograd.Function):
                                           geom_w.i0, geom_w.i1, geom_w.frac_as(x.dtype),
                                           is_max)
         if any(ctx.needs_input_grad):  # (also keeps torch.jit.trace under no_grad happy)
-            ctx.save_for_backward(x, arg)
-        ctx.geoms = (geom_h, geom_w)
-        ctx.is_max = is_max
+            _save_query(ctx, x, arg, pos_h, pos_w, geom_h, geom_w, is_max)
         ctx.ext = ext
-        ctx.pos_dtypes = (pos_h.dtype, pos_w.dtype)
         return out
 
     @staticmethod
@@ -67,8 +81,7 @@ class CpuQuery(torch.autograd.Function):
         gx, gh, gw = ctx.ext.query_backward(
             grad_out, x, arg, geom_h.i0, geom_h.i1, geom_h.frac_as(x.dtype), geom_w.i0,
             geom_w.i1, geom_w.frac_as(x.dtype), ctx.is_max, need_x, need_pos)
-        grad_h = (gh * geom_h.inside).to(ctx.pos_dtypes[0]) if need_pos else None
-        grad_w = (gw * geom_w.inside).to(ctx.pos_dtypes[1]) if need_pos else None
+        grad_h, grad_w = _masked_position_grads(ctx, gh, gw) if need_pos else (None, None)
         return (gx if need_x else None), grad_h, grad_w, None, None, None, None
 
 
@@ -81,11 +94,8 @@ class TritonQuery(torch.autograd.Function):
         kernels = triton_backend.get_kernels(interpret)
         x, _ = triton_backend.layout(x)
         out, arg = triton_backend.forward(x, geom_h, geom_w, is_max, kernels)
-        ctx.save_for_backward(x, arg)
-        ctx.geoms = (geom_h, geom_w)
-        ctx.is_max = is_max
+        _save_query(ctx, x, arg, pos_h, pos_w, geom_h, geom_w, is_max)
         ctx.kernels = kernels
-        ctx.pos_dtypes = (pos_h.dtype, pos_w.dtype)
         return out
 
     @staticmethod
@@ -97,8 +107,7 @@ class TritonQuery(torch.autograd.Function):
         need_pos = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         gx, gh, gw = triton_backend.backward(grad_out, x, arg, geom_h, geom_w, ctx.is_max,
                                              need_x, need_pos, ctx.kernels)
-        grad_h = (gh * geom_h.inside).to(ctx.pos_dtypes[0]) if need_pos else None
-        grad_w = (gw * geom_w.inside).to(ctx.pos_dtypes[1]) if need_pos else None
+        grad_h, grad_w = _masked_position_grads(ctx, gh, gw) if need_pos else (None, None)
         return gx, grad_h, grad_w, None, None, None, None
 
 
