@@ -112,6 +112,43 @@ def resizing_layer_cfg(kind: str, out_dir: str) -> str:
     return path
 
 
+def tiny_hrnet_extra(stage3_modules: int = 1) -> dict:
+    """The ``extra`` of a tiny HRNet (4 branches, widths 4-32, one block per branch)."""
+    return dict(
+        stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
+                    num_channels=(8, )),
+        stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1),
+                    num_channels=(4, 8)),
+        stage3=dict(num_modules=stage3_modules, num_branches=3, block='BASIC',
+                    num_blocks=(1, 1, 1), num_channels=(4, 8, 16)),
+        stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
+                    num_channels=(4, 8, 16, 32)))
+
+
+def module_output_sizes(module, run) -> dict:
+    """``(name, call index) -> (H, W)`` of the first 4-D output of every call of every
+    submodule of ``module`` while ``run()`` executes (under no_grad)."""
+    import torch
+    sizes, counts, handles = {}, {}, []
+    for name, m in module.named_modules():
+        def hook(mod, args, out, name=name):
+            k = counts.get(name, 0)
+            counts[name] = k + 1
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            t = next((o for o in outs if isinstance(o, torch.Tensor) and o.dim() == 4),
+                     None)
+            if t is not None:
+                sizes[(name, k)] = tuple(t.shape[-2:])
+        handles.append(m.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return sizes
+
+
 def cuda_sync_messages(step) -> list:
     """Run ``step()`` under ``torch.cuda.set_sync_debug_mode('warn')`` and return the
     messages of the device synchronisations it made (CUDA only)."""

@@ -19,15 +19,9 @@ from mmseg_dynopool.models.utils import (PoolAfter, PoolBefore, check_level_size
                                          convert_to_dynopool, converted_pools,
                                          get_conversion, resolve_init_ratios)
 
-HRNET_EXTRA = dict(
-    stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
-                num_channels=(8, )),
-    stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1),
-                num_channels=(4, 8)),
-    stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(1, 1, 1),
-                num_channels=(4, 8, 16)),
-    stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
-                num_channels=(4, 8, 16, 32)))
+from ..conftest import module_output_sizes, tiny_hrnet_extra
+
+HRNET_EXTRA = tiny_hrnet_extra()
 
 
 def _seg(cfg):
@@ -82,22 +76,9 @@ def _converted(name, **kwargs):
 
 def _module_sizes(model, x):
     """(name, call index) -> spatial size of every module call's (first 4-D) output."""
-    sizes, counts, handles = {}, {}, []
-    for name, m in model.named_modules():
-        def hook(mod, args, out, name=name):
-            k = counts.get(name, 0)
-            counts[name] = k + 1
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            t = next((o for o in outs if isinstance(o, torch.Tensor) and o.dim() == 4),
-                     None)
-            if t is not None:
-                sizes[(name, k)] = tuple(t.shape[-2:])
-        handles.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        out = model(x)
-    for h in handles:
-        h.remove()
-    return sizes, [tuple(o.shape) for o in out]
+    outs = []
+    sizes = module_output_sizes(model, lambda: outs.extend(model(x)))
+    return sizes, [tuple(o.shape) for o in outs]
 
 
 def _random_ratios(model, seed=0, low=0.3, high=0.8):

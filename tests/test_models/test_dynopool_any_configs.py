@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 from mmseg_dynopool import dynopool_layers
 from mmseg_dynopool.models.utils import check_level_sizes, get_conversion
 
-from ..conftest import REPO, tiny_voc_aug_cfg
+from ..conftest import REPO, module_output_sizes, tiny_voc_aug_cfg
 
 CFG_DIR = osp.join(REPO, 'configs', 'dynopool_any')
 PAIRS = {  # DP-S config -> (human config, mmseg config it follows, pools)
@@ -100,22 +100,10 @@ def test_configs_build_and_follow_mmseg_recipes(name):
 
 
 def _sizes(model, x):
-    sizes, counts, handles = {}, {}, []
-    for name, m in model.backbone.named_modules():
-        def hook(mod, args, out, name=name):
-            k = counts.get(name, 0)
-            counts[name] = k + 1
-            outs = out if isinstance(out, (tuple, list)) else [out]
-            t = next((o for o in outs if isinstance(o, torch.Tensor) and o.dim() == 4),
-                     None)
-            if t is not None:
-                sizes[(name, k)] = tuple(t.shape[-2:])
-        handles.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        out = model(x, mode='tensor')
-    for h in handles:
-        h.remove()
-    return sizes, tuple(out.shape)
+    outs = []
+    sizes = module_output_sizes(model.backbone,
+                                lambda: outs.append(model(x, mode='tensor')))
+    return sizes, tuple(outs[0].shape)
 
 
 @pytest.mark.parametrize('name', sorted(PAIRS), ids=lambda n: n.split('_voc')[0])

@@ -7,15 +7,9 @@ from mmseg.registry import MODELS
 from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 
-EXTRA = dict(
-    stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
-                num_channels=(8, )),
-    stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1),
-                num_channels=(4, 8)),
-    stage3=dict(num_modules=2, num_branches=3, block='BASIC', num_blocks=(1, 1, 1),
-                num_channels=(4, 8, 16)),
-    stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
-                num_channels=(4, 8, 16, 32)))
+from ..conftest import tiny_hrnet_extra
+
+EXTRA = tiny_hrnet_extra(stage3_modules=2)
 
 
 def _pair(**kwargs):

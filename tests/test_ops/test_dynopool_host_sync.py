@@ -33,17 +33,9 @@ from mmseg_dynopool.models.backbones import DynOPoolHRNet
 from mmseg_dynopool.ops import dynopool_sample, query_positions
 from mmseg_dynopool.ops.host_cache import LIVE_LAYERS
 
-from ..conftest import cuda_sync_messages
+from ..conftest import cuda_sync_messages, tiny_hrnet_extra
 
-EXTRA = dict(
-    stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
-                num_channels=(8, )),
-    stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1),
-                num_channels=(4, 8)),
-    stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(1, 1, 1),
-                num_channels=(4, 8, 16)),
-    stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
-                num_channels=(4, 8, 16, 32)))
+EXTRA = tiny_hrnet_extra()
 
 # Tensor -> host reads that Python code can make.
 _PY_READS = ('tolist', 'item', 'numpy', '__bool__', '__float__', '__int__', '__index__')
