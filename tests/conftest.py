@@ -112,6 +112,18 @@ def resizing_layer_cfg(kind: str, out_dir: str) -> str:
     return path
 
 
+def load_tool(rel_path: str):
+    """Import a script under tools/ (path relative to the repository) as a module, for
+    its ``main(argv)``."""
+    import importlib.util
+    path = osp.join(REPO, rel_path)
+    name = 'tool_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_hrnet_extra(stage3_modules: int = 1) -> dict:
     """The ``extra`` of a tiny HRNet (4 branches, widths 4-32, one block per branch)."""
     return dict(

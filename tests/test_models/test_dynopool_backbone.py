@@ -1,7 +1,6 @@
 """DynOPoolBackbone: registration in mmseg and mmpretrain, init_cfg / pretrained of the
 inner backbone, frozen_stages and norm_eval, and the package's tools (GMACs profile,
 report, freeze + ONNX) on a converted model."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -17,7 +16,7 @@ from mmseg_dynopool import dynopool_layers
 from mmseg_dynopool.models.utils import (check_level_sizes, converted_pools,
                                          get_conversion)
 
-from ..conftest import REPO
+from ..conftest import REPO, load_tool
 
 SMALL_R18 = dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=16)
 DP_CFG = osp.join(REPO, 'configs', 'dynopool_any',
@@ -29,13 +28,6 @@ R18_OPTIONS = {'model.backbone.backbone.depth': 18,
                'model.auxiliary_head.in_channels': 256}
 
 
-def _tool(rel_path: str):
-    path = osp.join(REPO, rel_path)
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _random_ratios(model, seed=0):
@@ -149,7 +141,7 @@ def test_gmacs_profile_report_and_freeze_on_a_converted_model(tmp_path):
     out = tmp_path / 'report.json'
     argv = [DP_CFG, '--checkpoint', ckpt, '--shape', *map(str, shape), '--json', str(out),
             '--cfg-options'] + [f'{k}={v}' for k, v in R18_OPTIONS.items()]
-    assert _tool('tools/analysis/dynopool_report.py').main(argv) == 0
+    assert load_tool('tools/analysis/dynopool_report.py').main(argv) == 0
     report = json.loads(out.read_text())
     with torch.no_grad():
         model(torch.zeros(1, 3, *shape))
@@ -166,7 +158,7 @@ def test_gmacs_profile_report_and_freeze_on_a_converted_model(tmp_path):
     assert np.abs(run_onnx(onnx_path, x)[0] - ref.numpy()).max() <= 1e-4
     argv = [DP_CFG, ckpt, '--shape', *map(str, shape), '--out', str(tmp_path / 'frozen'),
             '--cfg-options'] + [f'{k}={v}' for k, v in R18_OPTIONS.items()]
-    assert _tool('tools/deployment/freeze_dynopool.py').main(argv) == 0
+    assert load_tool('tools/deployment/freeze_dynopool.py').main(argv) == 0
 
 
 def test_level_sizes_hold_inside_a_segmentor():

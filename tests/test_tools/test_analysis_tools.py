@@ -6,7 +6,6 @@ way ``tools/run_main_job.py`` calls it. Expected values are recomputed here from
 model itself (forward hooks, mmengine's FlopAnalyzer), not taken from the library code
 under test.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -29,7 +28,7 @@ from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolE
 from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
                                    load_frozen, run_onnx)
 
-from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
+from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, load_tool, tiny_cfg
 
 SHAPE = (64, 80)  # non-square, so a swapped h/w shows
 # Moved away from 0.5 (human-equivalent), incl. an upsampling-ish stem and a non-square
@@ -37,14 +36,6 @@ SHAPE = (64, 80)  # non-square, so a swapped h/w shows
 RATIOS = [(0.6, 0.45), (0.55, 0.4), (0.45, 0.6), (0.5, 0.35), (0.7, 0.6)]
 
 
-def _tool(rel_path: str):
-    """Import a script under tools/ as a module (for its ``main(argv)``)."""
-    path = osp.join(REPO, rel_path)
-    name = 'tool_' + osp.splitext(osp.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _set_ratios(model, ratios=RATIOS):
@@ -96,7 +87,7 @@ def _check_schema(report):
 
 @pytest.fixture(scope='module')
 def report_tool():
-    return _tool('tools/analysis/dynopool_report.py')
+    return load_tool('tools/analysis/dynopool_report.py')
 
 
 def test_report_initial_state(tmp_path, report_tool, capsys):
@@ -190,7 +181,7 @@ def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
                 m.running_var.uniform_(0.5, 2.0)
     ckpt = _save_ckpt(model, tmp_path / 'trained.pth')
     out_dir = tmp_path / 'frozen'
-    tool = _tool('tools/deployment/freeze_dynopool.py')
+    tool = load_tool('tools/deployment/freeze_dynopool.py')
     rc = tool.main([SYNTH_DP_CFG, ckpt, '--shape', *map(str, SHAPE), '--out',
                     str(out_dir)])
     assert rc == 0

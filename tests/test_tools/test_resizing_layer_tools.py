@@ -4,7 +4,6 @@ ShapeAdaptor or DiffStride (``pool_cfg=dict(type=...)``), not DynOPool.
 Expected values are recomputed here from the model (forward hooks, mmengine's
 FlopAnalyzer, each layer's ``count_macs``), not read from the code under test.
 """
-import importlib.util
 import json
 import os.path as osp
 
@@ -22,19 +21,12 @@ from mmseg_dynopool.deploy import (FrozenResizingLayer, UnsupportedExportError,
 from mmseg_dynopool.models.build import build_model_from_config
 from mmseg_dynopool.ops import DiffStride, ShapeAdaptor
 
-from ..conftest import REPO, resizing_layer_cfg
+from ..conftest import load_tool, resizing_layer_cfg
 
 SHAPE = (64, 72)
 KINDS = ['ShapeAdaptor', 'DiffStride']
 
 
-def _tool(rel_path: str):
-    path = osp.join(REPO, rel_path)
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _move(model):
@@ -102,7 +94,7 @@ def test_report_counts_each_layer_by_its_own_rule(kind, tmp_path):
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), ckpt)
     out = tmp_path / 'report.json'
     argv = [cfg, '--checkpoint', ckpt, '--shape', *map(str, SHAPE), '--json', str(out)]
-    assert _tool('tools/analysis/dynopool_report.py').main(argv) == 0
+    assert load_tool('tools/analysis/dynopool_report.py').main(argv) == 0
     written = json.loads(out.read_text())
     assert written['gmacs'] == pytest.approx(report['gmacs'], rel=1e-9)
     assert [e['size'] for e in written['layers']] == [e['size'] for e in report['layers']]
@@ -121,7 +113,7 @@ def test_plot_tool_draws_the_learned_and_initial_sizes(kind, tmp_path):
                str(work_dir / 'iter_1.pth'))
     out = tmp_path / 'plots'
     argv = [str(work_dir), '--shape', *map(str, SHAPE), '--out', str(out)]
-    assert _tool('tools/analysis/plot_dynopool.py').main(argv) == 0
+    assert load_tool('tools/analysis/plot_dynopool.py').main(argv) == 0
     assert (out / 'feature_maps.png').is_file()
     rows = json.loads((out / 'feature_maps.json').read_text())['rows']
     assert rows[0]['sizes'] == [e['size'] for e in initial['layers']]
@@ -158,7 +150,7 @@ def test_freeze_replaces_each_layer_by_a_fixed_size_one(kind, tmp_path):
     onnx_path = str(tmp_path / 'model.onnx')
     argv = [cfg, _save(model, tmp_path), '--shape', *map(str, SHAPE),
             '--out', str(tmp_path / 'tool')]
-    tool = _tool('tools/deployment/freeze_dynopool.py')
+    tool = load_tool('tools/deployment/freeze_dynopool.py')
     if kind == 'ShapeAdaptor':
         export_onnx(frozen, SHAPE, onnx_path)
         assert np.abs(run_onnx(onnx_path, x)[0] - ref.numpy()).max() <= 1e-4
