@@ -193,18 +193,15 @@ class GMACsProfile:
         if len(pools) != len(self.pool_names):
             raise ValueError(f'profile has {len(self.pool_names)} resizing layers, '
                              f'got {len(pools)}')
-        # The integer sizes from the layers' host copies (when they all have them), so a
-        # layer fed by another's straight-through size does not read it back.
-        host = self._host_sizes(pools) if _have_host_sizes(pools) else None
+        # The integer sizes from the layers' host copies, so a layer fed by another's
+        # straight-through size does not read it back from the device.
+        host = self._host_sizes(pools)
         sizes: List[Optional[Tuple[Tensor, Tensor]]] = [None] * len(pools)
         for i in self.pool_order:
             parent = self.pool_parents[i]
             in_size = sizes[parent] if parent is not None else self.pool_in_sizes[i]
-            if host is None:
-                sizes[i] = pools[i].continuous_size(in_size)
-            else:
-                in_values = host[parent] if parent is not None else self.pool_in_sizes[i]
-                sizes[i] = pools[i].continuous_size(in_size, in_values=in_values)
+            in_values = host[parent] if parent is not None else self.pool_in_sizes[i]
+            sizes[i] = pools[i].continuous_size(in_size, in_values=in_values)
         return sizes  # type: ignore[return-value]
 
     def _host_sizes(self, pools: Sequence[nn.Module]) -> List[Tuple[int, int]]:
@@ -220,11 +217,7 @@ class GMACsProfile:
         """The forward value of :meth:`estimate` computed on the host from each layer's
         host copy of its parameter (``host_output_size`` of DynOPool, ShapeAdaptor and
         DiffStride; ``ops/host_cache.py``): no device synchronisation beyond the one per
-        parameter update all layers share. A layer without host sizes makes it fall
-        back to :meth:`estimate` (a device read)."""
-        if not _have_host_sizes(pools):
-            with torch.no_grad():
-                return float(self.estimate(pools))
+        parameter update all layers share."""
         sizes = self._host_sizes(pools)
         total = self.fixed_gmacs
         for (h, w), (h0, w0), gmacs in zip(sizes, self.pool_out_sizes, self.owned_gmacs):
@@ -238,10 +231,6 @@ class GMACsProfile:
         for (h, w), (h0, w0), gmacs in zip(sizes, self.pool_out_sizes, self.owned_gmacs):
             total = total + (h * w) / float(h0 * w0) * gmacs
         return total + self.fixed_gmacs
-
-
-def _have_host_sizes(pools: Sequence[nn.Module]) -> bool:
-    return all(hasattr(p, 'host_output_size') for p in pools)
 
 
 def profile_gmacs(model: nn.Module, input_shape: Tuple[int, int],

@@ -334,8 +334,7 @@ class DynOPoolGMACsHook(Hook):
         for pool, name in zip(self._pools, self.profile.pool_names):
             if pool.last_size is None:
                 continue
-            r_h, r_w = (pool.host_ratio if hasattr(pool, 'host_ratio')
-                        else pool.ratio.tolist())
+            r_h, r_w = pool.host_ratio
             hub.update_scalar(f'train/{name}/h', float(pool.last_size[0]))
             hub.update_scalar(f'train/{name}/w', float(pool.last_size[1]))
             hub.update_scalar(f'train/{name}/r_h', r_h)
