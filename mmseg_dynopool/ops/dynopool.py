@@ -10,7 +10,8 @@ DiffStride); every other call computes its sizes
 on the host, in float32 with exactly the device's operations. One training iteration
 therefore makes at most one device->host transfer for all pools together, however often
 they are called. The straight-through map from the device alpha to the query positions
-(Eqs. 4.2-4.6) is one fused autograd node per call (:class:`~.autograd.QueryPositions`),
+(Eqs. 4.2-4.6) is one registered operator per call (``mmseg_dynopool::query_positions``,
+``library.py``),
 whose backward gives alpha the gradient the unfused graph of :func:`~.functional.output_size`
 and :func:`~.functional.query_positions` would.
 """
@@ -25,7 +26,7 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .autograd import QueryPositions
+from . import library  # noqa: F401  (registers the mmseg_dynopool:: operators)
 from .functional import AGGREGATIONS, dynopool_sample, output_size
 from .geometry import axis_geometry
 from .host_cache import LIVE_LAYERS, HostCopyMixin, param_key
@@ -272,11 +273,12 @@ class DynOPool(HostCopyMixin, nn.Module):
                     axis_geometry(w_in, w_out, x.dtype, x.device))
         if torch.is_grad_enabled() and self.alpha.requires_grad:
             # Sizes and positions stay in float32 under autocast (they decide shapes).
-            # One fused node (QueryPositions) instead of the ~30-op graph of
-            # continuous_size + query_positions: same values and alpha gradient.
+            # One operator instead of the ~30-op graph of continuous_size +
+            # query_positions: same values and alpha gradient.
             with torch.autocast(device_type=x.device.type, enabled=False):
-                pos_h, pos_w = QueryPositions.apply(self.alpha, *geometry, self.min_size,
-                                                    self.max_size)
+                pos_h, pos_w = torch.ops.mmseg_dynopool.query_positions(
+                    self.alpha, geometry[0].positions, geometry[1].positions, h_in, w_in,
+                    self.min_size, self.max_size)
         else:  # no gradient to alpha: the positions are constants
             pos_h, pos_w = geometry[0].positions, geometry[1].positions
         self.last_input_size = (h_in, w_in)

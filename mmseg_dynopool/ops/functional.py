@@ -17,7 +17,11 @@ The op, one file per part (as torchvision's / mmcv's ops are laid out):
 
 * this module - the front: :func:`output_size`, :func:`query_positions` and the dispatcher
   :func:`dynopool_sample` (CUDA -> Triton; CPU float32/float64 -> C++; else native ops);
-* ``autograd.py`` - one autograd Function per backend;
+* ``library.py`` - the registered operators ``mmseg_dynopool::sample`` (C++ kernel on
+  CPU, Triton on CUDA; fake implementation, registered autograd) and
+  ``mmseg_dynopool::query_positions`` (the straight-through alpha -> positions map);
+* ``autograd.py`` - autograd Functions of the other backends (Triton's interpreter on
+  CPU tensors, native ops);
 * ``cpu/`` (C++), ``triton/`` (Triton), ``native.py`` (PyTorch ops) - the kernels;
 * ``geometry.py`` - the per-axis sampling tables, cached per input/output size;
 * ``reference.py`` - :func:`dynopool_sample_reference`, plain autograd, the
@@ -30,7 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import triton as triton_backend
-from .autograd import CpuQuery, NativeMaxQuery, TritonQuery
+from . import library
+from .autograd import NativeMaxQuery, TritonQuery
 from .cpu import ext as _ext
 from .geometry import AxisGeometry, axis_geometry
 from .reference import AGGREGATIONS, _lerp_axis, dynopool_sample_reference  # noqa: F401
@@ -129,14 +134,19 @@ def dynopool_sample(x: Tensor, pos_h: Tensor, pos_w: Tensor, aggregation: str = 
         raise ValueError('dynopool_sample: geometry does not match the input size or the '
                          'number of query positions')
     is_max = aggregation == 'max'
-    if backend == 'triton':
-        return TritonQuery.apply(x, pos_h, pos_w, geom_h, geom_w, is_max,
-                                 x.device.type != 'cuda')
-    if backend == 'cpu':
-        if _ext is None:
+    if backend == 'triton' and x.device.type != 'cuda':
+        return TritonQuery.apply(x, pos_h, pos_w, geom_h, geom_w, is_max)
+    if backend in ('triton', 'cpu'):
+        if backend == 'cpu' and (_ext is None or x.device.type != 'cpu'):
             raise RuntimeError('dynopool_sample: the compiled CPU kernel mmseg_dynopool._C '
-                               'is not built (run `make setup` or `pip install -e .`)')
-        return CpuQuery.apply(x, pos_h, pos_w, geom_h, geom_w, is_max, _ext)
+                               'is not built (run `make setup` or `pip install -e .`)'
+                               if _ext is None else
+                               f'dynopool_sample: backend "cpu" got a {x.device.type} '
+                               'tensor')
+        out, _ = torch.ops.mmseg_dynopool.sample(
+            x, pos_h, pos_w, *library.table_args(geom_h, x.dtype),
+            *library.table_args(geom_w, x.dtype), is_max)
+        return out
     if is_max:
         return NativeMaxQuery.apply(x, pos_h, pos_w, geom_h, geom_w)
     if not (pos_h.requires_grad or pos_w.requires_grad):

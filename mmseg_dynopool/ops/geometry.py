@@ -37,6 +37,9 @@ def _untraced() -> Iterator[None]:
     """Pause torch.jit's tracer (mmengine's FlopAnalyzer traces models): tables made
     here are constants of any trace, like tensors that existed before it."""
     state = torch._C._get_tracing_state()
+    if state is None:  # not tracing (inside an operator's kernel the tracer is off)
+        yield
+        return
     torch._C._set_tracing_state(None)
     try:
         yield
@@ -129,6 +132,10 @@ class AxisGeometry:
                                  '(as query_positions() returns them)')
             self._max_cells = int(span)
         return self._max_cells
+
+    def known_max_cells(self) -> int:
+        """:attr:`max_cells` if the host knows it, else -1 (reads nothing)."""
+        return -1 if self._max_cells is None else self._max_cells
 
     def frac_as(self, dtype: torch.dtype) -> Tensor:
         """``frac`` converted to ``dtype`` (memoised: the tables are constants)."""

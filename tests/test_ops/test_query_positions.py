@@ -1,4 +1,5 @@
-"""The fused straight-through map alpha -> query positions (``QueryPositions``, thesis
+"""The fused straight-through map alpha -> query positions (the registered operator
+``mmseg_dynopool::query_positions``, thesis
 Eqs. 4.2-4.6) against the unfused graph DynOPool built before: ``continuous_size``
 (``output_size`` + the ``max_size`` clamp) and ``query_positions``.
 
@@ -10,7 +11,6 @@ import torch
 
 from mmseg_dynopool import DynOPool
 from mmseg_dynopool.ops import dynopool_sample, output_size, query_positions
-from mmseg_dynopool.ops.autograd import QueryPositions
 from mmseg_dynopool.ops.geometry import axis_geometry
 
 DEVICES = ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
@@ -34,7 +34,8 @@ def _reference(alpha, h_in, w_in, dtype=torch.float32, min_size=1.5, max_size=No
 def _fused(alpha, h_in, w_in, sizes, dtype=torch.float32, min_size=1.5, max_size=None):
     geoms = (axis_geometry(h_in, sizes[0], dtype, alpha.device),
              axis_geometry(w_in, sizes[1], dtype, alpha.device))
-    return QueryPositions.apply(alpha, *geoms, min_size, max_size)
+    return torch.ops.mmseg_dynopool.query_positions(
+        alpha, geoms[0].positions, geoms[1].positions, h_in, w_in, min_size, max_size)
 
 
 def _both(alpha_value, h_in, w_in, alpha_dtype=torch.float32, dtype=torch.float32,
@@ -153,7 +154,8 @@ def test_cached_tables_get_no_grad_fn():
     alpha = torch.tensor([2.2, 1.7], requires_grad=True)
     geoms = (axis_geometry(31, 14, torch.float32, 'cpu'),
              axis_geometry(29, 17, torch.float32, 'cpu'))
-    pos_h, pos_w = QueryPositions.apply(alpha, *geoms, 1.5, None)
+    pos_h, pos_w = torch.ops.mmseg_dynopool.query_positions(
+        alpha, geoms[0].positions, geoms[1].positions, 31, 29, 1.5, None)
     assert pos_h.grad_fn is not None and pos_h.requires_grad
     for geom in geoms:
         assert geom.positions.grad_fn is None and not geom.positions.requires_grad
@@ -208,18 +210,19 @@ def test_layer_forward_backward_unchanged(shape, ratio, max_size, dtype, aggrega
 
 
 def test_positions_made_with_autocast_off_under_bf16(monkeypatch):
-    """The fused Function runs with autocast disabled (sizes and positions decide shapes
-    and sample points: float32/float64, never bf16)."""
+    """The positions operator runs with autocast disabled (sizes and positions decide
+    shapes and sample points: float32/float64, never bf16)."""
     seen = []
-    original = QueryPositions.forward
+    op = torch.ops.mmseg_dynopool.query_positions
 
-    def spy(ctx, *args):
-        seen.append(torch.is_autocast_enabled('cpu'))
-        out = original(ctx, *args)
-        seen.append(tuple(p.dtype for p in out) + (ctx.ratio.dtype, ))
-        return out
+    class Spy:
+        def __call__(self, alpha, *args):
+            seen.append(torch.is_autocast_enabled('cpu'))
+            out = op(alpha, *args)
+            seen.append(tuple(p.dtype for p in out) + (alpha.dtype, ))
+            return out
 
-    monkeypatch.setattr(QueryPositions, 'forward', staticmethod(spy))
+    monkeypatch.setattr(torch.ops.mmseg_dynopool, 'query_positions', Spy())
     layer = DynOPool((1 / 3, 0.5))
     x = torch.randn(1, 2, 1000, 14).bfloat16().requires_grad_()
     with torch.autocast('cpu', dtype=torch.bfloat16):

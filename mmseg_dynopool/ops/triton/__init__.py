@@ -25,13 +25,18 @@ _KERNELS: Dict[bool, ModuleType] = {}
 _AVAILABLE: Optional[bool] = None
 _INT32_LIMIT = 2**31 - 1
 
-# Launch configuration: lanes per program (forward, input gradient) and the tile of the
-# positional-gradient kernel (planes x output columns). The interpreter pays per program
-# (it runs them one after another, each vectorised with numpy), so it gets large blocks.
-BLOCK = 512
-BLOCK_GRAD = 256
-BLOCK_NC = 16
-BLOCK_J = 64
+# Launch configuration: lanes per program (forward, input gradient), the tile of the
+# positional-gradient kernel (planes x output columns) and warps per program. One element
+# per thread (128 lanes = 4 warps x 32): 40-56 registers per thread on sm_90 instead of
+# 127-152 at 4 elements per thread, i.e. >= 50 % theoretical occupancy for these
+# gather-bound kernels (table in docs/gpu.md, `tools/analysis/triton_resources.py`).
+# The interpreter pays per program (it runs them one after another, each vectorised with
+# numpy), so it gets large blocks.
+BLOCK = 128
+BLOCK_GRAD = 128
+BLOCK_NC = 4
+BLOCK_J = 32
+NUM_WARPS = 4
 INTERPRETER_BLOCK = 4096
 INTERPRETER_BLOCK_NC = 64
 INTERPRETER_BLOCK_J = 64
@@ -129,7 +134,7 @@ def forward(x: Tensor, geom_h: AxisGeometry, geom_w: AxisGeometry, is_max: bool,
         memory_format=torch.channels_last)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((n, c, ho, wo), dtype=x.dtype, device=x.device, memory_format=fmt)
-    arg = torch.empty_like(out, dtype=torch.int8) if is_max else None
+    arg = torch.empty_like(out, dtype=torch.uint8) if is_max else None
     total = out.numel()
     if total == 0:
         return out, arg
@@ -139,7 +144,7 @@ def forward(x: Tensor, geom_h: AxisGeometry, geom_w: AxisGeometry, is_max: bool,
         x, out, arg if is_max else out, geom_h.i0, geom_h.i1, geom_h.frac_as(acc),
         geom_w.i0, geom_w.i1, geom_w.frac_as(acc), total, c, ho, wo, *x.stride(),
         *out.stride(), IS_MAX=is_max, CHANNELS_LAST=channels_last,
-        INT64=max(x.numel(), total) > _INT32_LIMIT, BLOCK=block)
+        INT64=max(x.numel(), total) > _INT32_LIMIT, BLOCK=block, num_warps=NUM_WARPS)
     return out, arg
 
 
@@ -175,7 +180,7 @@ def backward(grad_out: Tensor, x: Tensor, arg: Optional[Tensor], geom_h: AxisGeo
                 geom_h.cell_lo, geom_h.cell_hi, geom_w.cell_lo, geom_w.cell_hi,
                 total, c, h, w, geom_h.max_cells, geom_w.max_cells, *grad_out.stride(),
                 *x.stride(), IS_MAX=is_max, CHANNELS_LAST=channels_last, INT64=int64,
-                BLOCK=block_grad)
+                BLOCK=block_grad, num_warps=NUM_WARPS)
     if need_pos:
         nc = n * c
         block_j = min(block_j_max, max(16, 1 << (max(wo, 1) - 1).bit_length()))
@@ -187,7 +192,7 @@ def backward(grad_out: Tensor, x: Tensor, arg: Optional[Tensor], geom_h: AxisGeo
                 x, grad_out, arg, part_h, part_w, geom_h.i0, geom_h.i1, fr, geom_w.i0,
                 geom_w.i1, fc, nc, c, wo, n_j, part_h.stride(0), part_w.stride(0),
                 part_w.stride(1), *x.stride(), *grad_out.stride(), IS_MAX=is_max,
-                INT64=int64, BLOCK_NC=block_nc, BLOCK_J=block_j)
+                INT64=int64, BLOCK_NC=block_nc, BLOCK_J=block_j, num_warps=NUM_WARPS)
             grad_h = part_h.sum(0, dtype=torch.float64)
             grad_w = part_w.sum((0, 1), dtype=torch.float64)
         else:
