@@ -4,10 +4,12 @@
 #   model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
 #                              backbone={{_base_.model.backbone}},
 #                              pool_cfg={{_base_.dynopool_pool_cfg}}))
-#   optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+#   optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 #   custom_hooks = {{_base_.dynopool_s_hooks}}
 # (mmengine forbids two bases defining the same top-level key, hence the indirection.)
-custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
+# custom_imports comes from the human configs of configs/dynopool_any/ (they use
+# RNGStateHook); next to another config, also set
+#   custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 # Every DynOPool starts at 1 / stride of the op it replaces (the human model); the
 # layer's own defaults otherwise (docs/dynopool.md).
 dynopool_pool_cfg = dict(type='DynOPool', min_size=1.5, aggregation='max', max_ratio=4.0)

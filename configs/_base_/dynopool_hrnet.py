@@ -2,7 +2,7 @@
 # second base next to an HRNet config and pull the pieces in:
 #   _base_ = ['./fcn_hr48_....py', '../_base_/dynopool_hrnet.py']
 #   model = dict(backbone={{_base_.dynopool_backbone}})
-#   optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+#   optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 #   custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 #   custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=LAMBDA)]
 # (mmengine forbids two bases defining the same top-level key, hence the indirection.)

@@ -6,7 +6,7 @@
 #   model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
 #                              backbone={{_base_.model.backbone}}, exact_sizes=False,
 #                              pool_cfg={{_base_.shape_adaptor_pool_cfg}}))
-#   optim_wrapper = dict(paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
+#   optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
 # exact_sizes=False: at init these layers follow their own size rules (ShapeAdaptor
 # floors H * 0.5, DiffStride keeps about H / 2 + 2R), not the strided op's, so the
 # converter must not leave a level alone for that. Each layer starts at 1 / stride of the

@@ -47,6 +47,10 @@ param_scheduler = [
          by_epoch=False)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=6100)
+# Exact --resume (docs/reliability.md): RNGStateHook puts the random generator states into
+# every checkpoint, and a fixed seed gives the resumed run the same data order.
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=6100,
-                    max_keep_ckpts=3, save_last=True))
+                    max_keep_ckpts=3, save_last=True),
+    rng_state=dict(type='RNGStateHook'))
+randomness = dict(seed=0)

@@ -3,3 +3,9 @@
 # resnet50_v1c to start from it; the DynOPool variant loads it too).
 _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-40k_voc12aug-512x512.py']
 model = dict(pretrained=None)
+# Exact --resume (docs/reliability.md): RNGStateHook puts the random generator
+# states into every checkpoint, and a fixed seed gives the resumed run the same
+# data order.
+custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
+default_hooks = dict(rng_state=dict(type='RNGStateHook'))
+randomness = dict(seed=0)

@@ -11,5 +11,5 @@ _base_ = [
 model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='before',
                            pool_cfg={{_base_.dynopool_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 custom_hooks = {{_base_.dynopool_s_hooks}}

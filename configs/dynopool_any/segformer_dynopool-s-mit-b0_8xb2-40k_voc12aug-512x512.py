@@ -14,7 +14,7 @@ _base_ = [
 model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='before',
                            pool_cfg={{_base_.dynopool_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg=dict(custom_keys={
     'pos_block': dict(decay_mult=0.),
     'norm': dict(decay_mult=0.),
     'head': dict(lr_mult=10.),

@@ -28,3 +28,9 @@ param_scheduler = [
 train_dataloader = dict(batch_size=2, num_workers=2)
 val_dataloader = dict(batch_size=1, num_workers=4)
 test_dataloader = val_dataloader
+# Exact --resume (docs/reliability.md): RNGStateHook puts the random generator
+# states into every checkpoint, and a fixed seed gives the resumed run the same
+# data order.
+custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
+default_hooks = dict(rng_state=dict(type='RNGStateHook'))
+randomness = dict(seed=0)

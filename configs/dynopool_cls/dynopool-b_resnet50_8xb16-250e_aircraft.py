@@ -9,7 +9,7 @@ custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 # The first DynOPool starts at ratio 1.0 (see _base_/dynopool.py, section 5.2.2).
 model = dict(backbone={{_base_.dynopool_resnet50_imagenet_dpb}})
 
-optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 # DynOPool models train 250 epochs instead of 200 on CIFAR-100 and Aircraft
 # (section 5.2.2).
 param_scheduler = dict(T_max=250)

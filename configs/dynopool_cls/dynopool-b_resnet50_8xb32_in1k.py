@@ -8,5 +8,5 @@ custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 
 model = dict(backbone={{_base_.dynopool_resnet50_imagenet}})
 
-optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

@@ -13,7 +13,7 @@ custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='after',
                            exact_sizes=False, pool_cfg={{_base_.diffstride_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.diffstride_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.diffstride_paramwise_cfg}})
 param_scheduler = dict(milestones=[75, 150, 200])
 train_cfg = dict(max_epochs=250)
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

@@ -12,5 +12,5 @@ custom_imports = dict(imports=['mmseg_dynopool'], allow_failed_imports=False)
 model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='before',
                            exact_sizes=False, pool_cfg={{_base_.diffstride_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.diffstride_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.diffstride_paramwise_cfg}})
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

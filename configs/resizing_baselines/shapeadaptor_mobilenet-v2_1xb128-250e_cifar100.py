@@ -14,7 +14,7 @@ model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='after',
                            exact_sizes=False,
                            pool_cfg={{_base_.shape_adaptor_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
 param_scheduler = dict(milestones=[75, 150, 200])
 train_cfg = dict(max_epochs=250)
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

@@ -34,6 +34,9 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters // 2,
                     max_keep_ckpts=2),
-    visualization=dict(type='SegVisualizationHook', draw=False))
+    visualization=dict(type='SegVisualizationHook', draw=False),
+    # Random generator states in the checkpoints: exact --resume with dropout / random
+    # augmentation (docs/reliability.md). default_hooks merge, so every child keeps it.
+    rng_state=dict(type='RNGStateHook'))
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -10,5 +10,5 @@ model = dict(backbone=dict(_delete_=True, type='DynOPoolBackbone',
                            backbone={{_base_.model.backbone}}, placement='before',
                            exact_sizes=False,
                            pool_cfg={{_base_.shape_adaptor_hrnet_pool_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
+optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.shape_adaptor_paramwise_cfg}})
 custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=0.0)]

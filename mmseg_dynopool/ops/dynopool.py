@@ -28,7 +28,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from . import library  # noqa: F401  (registers the mmseg_dynopool:: operators)
 from .functional import AGGREGATIONS, dynopool_sample, output_size
-from .geometry import axis_geometry
+from .geometry import AxisGeometry, axis_geometry
 from .host_cache import LIVE_LAYERS, HostCopyMixin, param_key
 
 RatioLike = Union[float, Sequence[float]]
@@ -249,16 +249,16 @@ class DynOPool(HostCopyMixin, nn.Module):
             w = torch.clamp(w, max=float(self.max_size))
         return h, w
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f'DynOPool expects a torch.Tensor, got {type(x).__name__}')
-        if x.dim() != 4:
-            raise ValueError('DynOPool expects a 4-D (N, C, H, W) tensor, got shape '
-                             f'{tuple(x.shape)}')
-        if x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError('DynOPool got an input with an empty spatial dimension: '
-                             f'shape {tuple(x.shape)}')
-        h_in, w_in = int(x.shape[2]), int(x.shape[3])
+    @torch.compiler.disable
+    def _plan(self, h_in: int, w_in: int, dtype: torch.dtype, device: torch.device
+              ) -> Tuple[AxisGeometry, AxisGeometry]:
+        """The sampling tables of this call: the integer output size from the host copy
+        of alpha (Eqs. 4.1, 4.3), then the cached tables of that size.
+
+        A host decision (it decides shapes), so ``torch.compile`` does not trace it: the
+        graph breaks here, *before* the op, and the compiled code after it is
+        specialised on the sizes (or symbolic in them with ``dynamic=True``), see
+        docs/gpu.md."""
         host = self._host_copy()
         h_out, w_out, capped = self._sizes(host, h_in, w_in)
         if (host.guard_hit or capped) and not self._warned:
@@ -269,8 +269,21 @@ class DynOPool(HostCopyMixin, nn.Module):
                 f'ratio is now {tuple(round(v, 4) for v in host.ratio)}, '
                 f'output {h_out}x{w_out} for input {h_in}x{w_in}. '
                 'Reported once per layer.', logger='current', level=30)
-        geometry = (axis_geometry(h_in, h_out, x.dtype, x.device),
-                    axis_geometry(w_in, w_out, x.dtype, x.device))
+        return (axis_geometry(h_in, h_out, dtype, device),
+                axis_geometry(w_in, w_out, dtype, device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f'DynOPool expects a torch.Tensor, got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError('DynOPool expects a 4-D (N, C, H, W) tensor, got shape '
+                             f'{tuple(x.shape)}')
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError('DynOPool got an input with an empty spatial dimension: '
+                             f'shape {tuple(x.shape)}')
+        h_in, w_in = int(x.shape[2]), int(x.shape[3])
+        geometry = self._plan(h_in, w_in, x.dtype, x.device)
+        h_out, w_out = geometry[0].n_out, geometry[1].n_out
         if torch.is_grad_enabled() and self.alpha.requires_grad:
             # Sizes and positions stay in float32 under autocast (they decide shapes).
             # One operator instead of the ~30-op graph of continuous_size +

@@ -2,7 +2,7 @@
 # two bases defining the same top-level key). Use next to a human config:
 #   _base_ = ['./resnet50_8xb32_in1k.py', './_base_/dynopool.py']
 #   model = dict(backbone={{_base_.dynopool_resnet50_imagenet}})
-#   optim_wrapper = dict(paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
+#   optim_wrapper = dict(constructor='DynOPoolOptimWrapperConstructor', paramwise_cfg={{_base_.dynopool_paramwise_cfg}})
 
 # alpha (the DynOPool scale parameter, Eq. 4.6) learns 10x slower than the weights and
 # without weight decay: the thesis lowers its learning rate "since the scale parameter

@@ -39,7 +39,9 @@ class _PoolHook:
 
     def resize(self, x: Tensor) -> Tensor:
         """``self.pool(x)``, reusing the last result for the very same tensor."""
-        if not isinstance(x, Tensor) or x.is_inference():
+        # Under torch.compile the graph itself shares the work (and the identity /
+        # version checks below are not traceable).
+        if not isinstance(x, Tensor) or torch.compiler.is_compiling() or x.is_inference():
             return self.pool(x)
         last = self._last
         if last is not None:

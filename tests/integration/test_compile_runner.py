@@ -1,0 +1,41 @@
+"""mmengine's ``compile`` option (``cfg.compile``) on a DynOPool config: the Runner
+compiles ``train_step``; the run must end where the eager run ends.
+
+``backend='aot_eager'`` keeps it seconds long (Dynamo + AOTAutograd through our
+registered operators, without Inductor's code generation; ``compile=True`` means
+Inductor, measured by ``tools/benchmark/bench_compile.py``)."""
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from mmseg_dynopool import dynopool_layers
+
+from ..conftest import SYNTH_DP_CFG, tiny_cfg
+
+pytestmark = pytest.mark.slow
+
+
+def _run(voc_root, work_dir, compile_cfg):
+    torch._dynamo.reset()
+    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, work_dir, iters=3, randomness=dict(seed=0))
+    cfg.model.decode_head.dropout_ratio = 0.0
+    if compile_cfg is not None:
+        cfg.compile = compile_cfg
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    alphas = {n: p.alpha.detach().clone() for n, p in dynopool_layers(runner.model)}
+    weights = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
+    loss = runner.message_hub.get_scalar('train/loss').current()
+    return alphas, weights, loss
+
+
+def test_runner_compile_matches_eager(voc_root, tmp_path):
+    eager = _run(voc_root, str(tmp_path / 'eager'), None)
+    compiled = _run(voc_root, str(tmp_path / 'compiled'), dict(backend='aot_eager'))
+    torch._dynamo.reset()
+    assert compiled[2] == pytest.approx(eager[2], rel=1e-5)
+    for name in eager[0]:
+        torch.testing.assert_close(compiled[0][name], eager[0][name], rtol=1e-5, atol=0)
+    for name in eager[1]:
+        torch.testing.assert_close(compiled[1][name], eager[1][name], rtol=1e-4,
+                                   atol=1e-6, msg=name)
