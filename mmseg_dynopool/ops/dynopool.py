@@ -26,7 +26,7 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from . import library  # noqa: F401  (registers the mmseg_dynopool:: operators)
+from . import library
 from .functional import AGGREGATIONS, dynopool_sample, output_size
 from .geometry import AxisGeometry, axis_geometry
 from .host_cache import LIVE_LAYERS, HostCopyMixin, param_key
@@ -249,7 +249,6 @@ class DynOPool(HostCopyMixin, nn.Module):
             w = torch.clamp(w, max=float(self.max_size))
         return h, w
 
-    @torch.compiler.disable
     def _plan(self, h_in: int, w_in: int, dtype: torch.dtype, device: torch.device
               ) -> Tuple[AxisGeometry, AxisGeometry]:
         """The sampling tables of this call: the integer output size from the host copy
@@ -257,8 +256,8 @@ class DynOPool(HostCopyMixin, nn.Module):
 
         A host decision (it decides shapes), so ``torch.compile`` does not trace it: the
         graph breaks here, *before* the op, and the compiled code after it is
-        specialised on the sizes (or symbolic in them with ``dynamic=True``), see
-        docs/gpu.md."""
+        specialised on the sizes, see docs/gpu.md. (Disabled only when compiling: the
+        wrapper costs ~30 us per eager call.)"""
         host = self._host_copy()
         h_out, w_out, capped = self._sizes(host, h_in, w_in)
         if (host.guard_hit or capped) and not self._warned:
@@ -282,21 +281,25 @@ class DynOPool(HostCopyMixin, nn.Module):
             raise ValueError('DynOPool got an input with an empty spatial dimension: '
                              f'shape {tuple(x.shape)}')
         h_in, w_in = int(x.shape[2]), int(x.shape[3])
-        geometry = self._plan(h_in, w_in, x.dtype, x.device)
+        plan = _compiled_plan if torch.compiler.is_compiling() else DynOPool._plan
+        geometry = plan(self, h_in, w_in, x.dtype, x.device)
         h_out, w_out = geometry[0].n_out, geometry[1].n_out
         if torch.is_grad_enabled() and self.alpha.requires_grad:
             # Sizes and positions stay in float32 under autocast (they decide shapes).
             # One operator instead of the ~30-op graph of continuous_size +
             # query_positions: same values and alpha gradient.
             with torch.autocast(device_type=x.device.type, enabled=False):
-                pos_h, pos_w = torch.ops.mmseg_dynopool.query_positions(
-                    self.alpha, geometry[0].positions, geometry[1].positions, h_in, w_in,
-                    self.min_size, self.max_size)
+                pos_h, pos_w = library.positions(self.alpha, *geometry, self.min_size,
+                                                 self.max_size)
         else:  # no gradient to alpha: the positions are constants
             pos_h, pos_w = geometry[0].positions, geometry[1].positions
         self.last_input_size = (h_in, w_in)
         self.last_size = (h_out, w_out)
         return dynopool_sample(x, pos_h, pos_w, self.aggregation, geometry)
+
+
+# The host size plan is not traced by torch.compile (a graph break before the op).
+_compiled_plan = torch.compiler.disable(DynOPool._plan)
 
 
 def _guard_after_step(optimizer: torch.optim.Optimizer, args: Iterable,

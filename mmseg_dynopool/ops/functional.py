@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import triton as triton_backend
 from . import library
-from .autograd import NativeMaxQuery, TritonQuery
+from .autograd import NativeMaxQuery
 from .cpu import ext as _ext
 from .geometry import AxisGeometry, axis_geometry
 from .reference import AGGREGATIONS, _lerp_axis, dynopool_sample_reference  # noqa: F401
@@ -134,19 +134,24 @@ def dynopool_sample(x: Tensor, pos_h: Tensor, pos_w: Tensor, aggregation: str = 
         raise ValueError('dynopool_sample: geometry does not match the input size or the '
                          'number of query positions')
     is_max = aggregation == 'max'
-    if backend == 'triton' and x.device.type != 'cuda':
-        return TritonQuery.apply(x, pos_h, pos_w, geom_h, geom_w, is_max)
+    if backend == 'cpu' and (_ext is None or x.device.type != 'cpu'):
+        raise RuntimeError('dynopool_sample: the compiled CPU kernel mmseg_dynopool._C '
+                           'is not built (run `make setup` or `pip install -e .`)'
+                           if _ext is None else
+                           f'dynopool_sample: backend "cpu" got a {x.device.type} tensor')
     if backend in ('triton', 'cpu'):
-        if backend == 'cpu' and (_ext is None or x.device.type != 'cpu'):
-            raise RuntimeError('dynopool_sample: the compiled CPU kernel mmseg_dynopool._C '
-                               'is not built (run `make setup` or `pip install -e .`)'
-                               if _ext is None else
-                               f'dynopool_sample: backend "cpu" got a {x.device.type} '
-                               'tensor')
-        out, _ = torch.ops.mmseg_dynopool.sample(
-            x, pos_h, pos_w, *library.table_args(geom_h, x.dtype),
-            *library.table_args(geom_w, x.dtype), is_max)
-        return out
+        interpret = backend == 'triton' and x.device.type != 'cuda'
+        tables = (library.table_args(geom_h, x.dtype, triton=interpret),
+                  library.table_args(geom_w, x.dtype, triton=interpret))
+        if interpret:  # Triton's interpreter on CPU tensors (tests)
+            return library.EagerSample.apply(x, pos_h, pos_w, *tables, is_max,
+                                             library.triton_kernels(interpret=True))
+        if library.use_operators():  # traced / compiled: the registered operator
+            out, _ = torch.ops.mmseg_dynopool.sample(x, pos_h, pos_w, *tables[0],
+                                                     *tables[1], is_max)
+            return out
+        kernels = library.CPU_KERNELS if backend == 'cpu' else library.triton_kernels()
+        return library.EagerSample.apply(x, pos_h, pos_w, *tables, is_max, kernels)
     if is_max:
         return NativeMaxQuery.apply(x, pos_h, pos_w, geom_h, geom_w)
     if not (pos_h.requires_grad or pos_w.requires_grad):

@@ -61,3 +61,32 @@ def test_opcheck_query_positions(max_size):
     grads = (torch.randn(22, dtype=torch.float64), torch.randn(12, dtype=torch.float64))
     torch.library.opcheck(OPS.query_positions_backward.default,
                           (*grads, alpha.detach(), 29, 31, 1.5, max_size))
+
+
+@needs_ext
+@pytest.mark.parametrize('is_max', [True, False], ids=['max', 'avg'])
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+def test_eager_path_equals_the_operator(is_max, channels_last):
+    """Eager calls skip torch.library's Python autograd wrapper (``EagerSample``,
+    ``EagerPositions``); values and every gradient equal the operators'."""
+    results = []
+    for through_op in (False, True):
+        args = _sample_args(torch.float32, channels_last, is_max, seed=3)
+        x, pos_h, pos_w = args[:3]
+        alpha = torch.tensor([13 / 5, 10 / 6], requires_grad=True)
+        geoms = [axis_geometry(13, 5, torch.float32, 'cpu'),
+                 axis_geometry(10, 6, torch.float32, 'cpu')]
+        if through_op:
+            ph, pw = OPS.query_positions(alpha, geoms[0].positions, geoms[1].positions,
+                                         13, 10, 1.5, None)
+            out = OPS.sample(x, ph, pw, *args[3:])[0]
+        else:
+            ph, pw = library.EagerPositions.apply(alpha, geoms[0].positions,
+                                                  geoms[1].positions, 13, 10, 1.5, None)
+            out = library.EagerSample.apply(x, ph, pw, tuple(args[3:10]),
+                                            tuple(args[10:17]), is_max,
+                                            library.CPU_KERNELS)
+        (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+        results.append((out.detach(), x.grad, alpha.grad))
+    for eager, op in zip(*results):
+        assert torch.equal(eager, op)

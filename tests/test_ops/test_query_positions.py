@@ -210,19 +210,19 @@ def test_layer_forward_backward_unchanged(shape, ratio, max_size, dtype, aggrega
 
 
 def test_positions_made_with_autocast_off_under_bf16(monkeypatch):
-    """The positions operator runs with autocast disabled (sizes and positions decide
+    """The positions are made with autocast disabled (sizes and positions decide
     shapes and sample points: float32/float64, never bf16)."""
+    from mmseg_dynopool.ops import library
     seen = []
-    op = torch.ops.mmseg_dynopool.query_positions
+    original = library.positions
 
-    class Spy:
-        def __call__(self, alpha, *args):
-            seen.append(torch.is_autocast_enabled('cpu'))
-            out = op(alpha, *args)
-            seen.append(tuple(p.dtype for p in out) + (alpha.dtype, ))
-            return out
+    def spy(alpha, *args):
+        seen.append(torch.is_autocast_enabled('cpu'))
+        out = original(alpha, *args)
+        seen.append(tuple(p.dtype for p in out) + (alpha.dtype, ))
+        return out
 
-    monkeypatch.setattr(torch.ops.mmseg_dynopool, 'query_positions', Spy())
+    monkeypatch.setattr(library, 'positions', spy)
     layer = DynOPool((1 / 3, 0.5))
     x = torch.randn(1, 2, 1000, 14).bfloat16().requires_grad_()
     with torch.autocast('cpu', dtype=torch.bfloat16):
