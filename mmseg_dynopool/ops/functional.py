@@ -20,8 +20,7 @@ The op, one file per part (as torchvision's / mmcv's ops are laid out):
 * ``library.py`` - the registered operators ``mmseg_dynopool::sample`` (C++ kernel on
   CPU, Triton on CUDA; fake implementation, registered autograd) and
   ``mmseg_dynopool::query_positions`` (the straight-through alpha -> positions map);
-* ``autograd.py`` - autograd Functions of the other backends (Triton's interpreter on
-  CPU tensors, native ops);
+* ``autograd.py`` - the autograd Function of the native-op fallback;
 * ``cpu/`` (C++), ``triton/`` (Triton), ``native.py`` (PyTorch ops) - the kernels;
 * ``geometry.py`` - the per-axis sampling tables, cached per input/output size;
 * ``reference.py`` - :func:`dynopool_sample_reference`, plain autograd, the

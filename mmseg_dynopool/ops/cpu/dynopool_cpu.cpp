@@ -3,7 +3,7 @@
 // + gradient w.r.t. every query row/column position) in one sweep per (n, c) plane.
 //
 // The tables (lower/upper neighbour and fraction of every query row and column) come from
-// mmseg_dynopool/ops/geometry.py; the autograd Function is CpuQuery in ops/autograd.py.
+// mmseg_dynopool/ops/geometry.py; the operators wrapping it are in ops/library.py.
 // ops/reference.py is the specification these kernels are tested against.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
