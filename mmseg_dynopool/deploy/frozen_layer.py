@@ -1,9 +1,11 @@
 """Fixed-size stand-ins for the learnable resizing layers of a frozen model.
 
-:class:`FrozenDynOPool` is exactly a DynOPool at fixed sizes: ``F.interpolate(x,
+:class:`FrozenDynOPool` is exactly a DynOPool at fixed sizes, with no alpha: in eager
+PyTorch it runs DynOPool's fused kernel (C++ on CPU, Triton on CUDA) at the frozen
+sizes; traced or compiled (ONNX export, ``torch.compile``) it is ``F.interpolate(x,
 size=(2h, 2w), mode='bilinear', align_corners=False)`` followed by a 2x2 max (or mean)
-pooling (the query points of Eq. 4.2 are the sample points of that resize), with no
-alpha and no custom autograd function. :class:`FrozenResizingLayer` does the same job for
+pooling - the query points of Eq. 4.2 are the sample points of that resize - so the
+exported graph holds standard ``Resize`` + pooling nodes. :class:`FrozenResizingLayer` does the same job for
 ShapeAdaptor and DiffStride: it calls the layer's own forward with its learned parameter
 held fixed (a constant buffer, saved in the state dict under the layer's parameter name),
 so the sizes are fixed too. Both only run at the input sizes they were frozen for.
@@ -14,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import DiffStride
-from ..ops.functional import AGGREGATIONS
+from ..ops import DiffStride, library
+from ..ops.functional import AGGREGATIONS, dynopool_sample, select_backend
+from ..ops.geometry import axis_geometry
 from ..ops.resizing import ratio_parameter
 
 Size = Tuple[int, int]
@@ -82,9 +85,16 @@ class FrozenDynOPool(nn.Module):
         out = self.sizes.get(in_size)
         if out is None:
             raise _wrong_size('FrozenDynOPool', self.name, self.sizes, in_size)
+        self.last_input_size, self.last_size = in_size, out
+        if not library.use_operators() and select_backend(x) != 'native':
+            # The fused kernel: one pass instead of a 4x-sized resize + a pooling pass
+            # (the frozen model was slower than the live one without it).
+            geom = (axis_geometry(in_size[0], out[0], x.dtype, x.device),
+                    axis_geometry(in_size[1], out[1], x.dtype, x.device))
+            return dynopool_sample(x, geom[0].positions, geom[1].positions,
+                                   self.aggregation, geom)
         z = F.interpolate(x, size=(2 * out[0], 2 * out[1]), mode='bilinear',
                           align_corners=False)
-        self.last_input_size, self.last_size = in_size, out
         if self.aggregation == 'max':
             return F.max_pool2d(z, 2)
         return F.avg_pool2d(z, 2)
