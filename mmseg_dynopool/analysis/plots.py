@@ -2,7 +2,8 @@
 
 * :func:`plot_training_curves`: ``r_h``/``r_w`` of every DynOPool and the GMACs estimate
   over the training iterations, from the scalars ``DynOPoolGMACsHook`` logs (mmengine's
-  ``LocalVisBackend`` writes them to ``WORK_DIR/<timestamp>/vis_data/scalars.json``).
+  ``LocalVisBackend`` writes them to ``WORK_DIR/<timestamp>/vis_data/scalars.json``, one
+  folder per start of a run; :func:`load_scalar_logs` stitches them).
 * :func:`plot_feature_maps`: the feature-map sizes of several models drawn to scale as
   rectangles, one row per model, in the manner of the thesis' Figure 5.1.
 * :func:`plot_work_dir`: both for a training work dir (last checkpoint + the config
@@ -54,36 +55,76 @@ def _has_dynopool_scalars(rows: Sequence[dict]) -> bool:
     return any('iter' in r and any(_RATIO_KEY.match(k) for k in r) for r in rows)
 
 
-def find_scalar_log(work_dir: str) -> Optional[str]:
-    """Newest ``WORK_DIR/<timestamp>/vis_data/scalars.json`` with DynOPool ratios.
+def _run_key(path: str) -> Tuple[str, float]:
+    """Time order of ``WORK_DIR/<timestamp>/vis_data/scalars.json`` files: mmengine names
+    the run folders ``YYYYMMDD_HHMMSS``, so the name orders them (then the mtime)."""
+    return osp.basename(osp.dirname(osp.dirname(path))), osp.getmtime(path)
 
-    mmengine names the run folders ``YYYYMMDD_HHMMSS``, so the name orders them; runs
-    without DynOPool scalars (e.g. a test-only run) are skipped. None if there is none.
+
+def find_scalar_logs(work_dir: str) -> List[str]:
+    """Every ``WORK_DIR/<timestamp>/vis_data/scalars.json`` with DynOPool ratios, oldest
+    run first (a run interrupted and resumed has one folder per start). Runs without
+    DynOPool scalars (e.g. a test-only run) are skipped."""
+    candidates = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
+                        key=_run_key)
+    return [p for p in candidates if _has_dynopool_scalars(_read_jsonl(p))]
+
+
+def find_scalar_log(work_dir: str) -> Optional[str]:
+    """Newest ``WORK_DIR/<timestamp>/vis_data/scalars.json`` with DynOPool ratios (None
+    if there is none); :func:`find_scalar_logs` gives all of them."""
+    logs = find_scalar_logs(work_dir)
+    return logs[-1] if logs else None
+
+
+def _training_rows(path: str) -> Dict[int, Dict[str, float]]:
+    """``{iteration: {key: value}}`` of the training lines (those with ``iter``) of one
+    ``scalars.json``; a later line of the same iteration overrides an earlier one (the
+    GMACs hook writes the projected model's values as a line of its own)."""
+    rows: Dict[int, Dict[str, float]] = {}
+    for row in _read_jsonl(path):
+        if 'iter' not in row:
+            continue  # validation lines carry 'step' only
+        values = rows.setdefault(int(row['iter']), {})
+        for key, value in row.items():
+            if key in ('iter', 'step', 'epoch') or isinstance(value, bool) or \
+                    not isinstance(value, (int, float)):
+                continue
+            values[key] = float(value)
+    return rows
+
+
+def load_scalar_logs(paths: Sequence[str]) -> Dict[str, Series]:
+    """``{key: (iterations, values)}`` of several runs of one work dir stitched in the
+    order given (oldest first, as :func:`find_scalar_logs` returns them).
+
+    A later run takes over from its first logged iteration: a resumed run continues the
+    curve, and where it restarts from an earlier checkpoint than the previous run had
+    reached (or is a new run from iteration 1), its iterations override the earlier
+    run's and the earlier run's later iterations, from a trajectory that was abandoned,
+    are dropped.
     """
-    candidates = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
-    candidates.sort(key=lambda p: (osp.basename(osp.dirname(osp.dirname(p))),
-                                   osp.getmtime(p)), reverse=True)
-    for path in candidates:
-        if _has_dynopool_scalars(_read_jsonl(path)):
-            return path
-    return None
+    merged: Dict[int, Dict[str, float]] = {}
+    for path in paths:
+        rows = _training_rows(path)
+        if not rows:
+            continue
+        first = min(rows)
+        merged = {it: vals for it, vals in merged.items() if it < first}
+        merged.update(rows)
+    series: Dict[str, Series] = {}
+    for it in sorted(merged):
+        for key, value in merged[it].items():
+            its, vals = series.setdefault(key, ([], []))
+            its.append(it)
+            vals.append(value)
+    return series
 
 
 def load_scalar_log(path: str) -> Dict[str, Series]:
     """``{key: (iterations, values)}`` from the training lines (those with ``iter``)
-    of an mmengine ``scalars.json``."""
-    series: Dict[str, Series] = {}
-    for row in _read_jsonl(path):
-        if 'iter' not in row:
-            continue  # validation lines carry 'step' only
-        it = int(row['iter'])
-        for key, value in row.items():
-            if key in ('iter', 'step', 'epoch') or not isinstance(value, (int, float)):
-                continue
-            its, vals = series.setdefault(key, ([], []))
-            its.append(it)
-            vals.append(float(value))
-    return series
+    of one mmengine ``scalars.json`` (one value per iteration: the last line's)."""
+    return load_scalar_logs([path])
 
 
 def dynopool_series(scalars: Dict[str, Series]
@@ -112,7 +153,7 @@ def plot_training_curves(scalars: Dict[str, Series], path: str,
                                      gridspec_kw=dict(height_ratios=(3, 2)))
     colors = plt.get_cmap('tab10')
     for i, (pool, axes) in enumerate(sorted(ratios.items())):
-        label = pool.split('.')[-1]
+        label = pool  # the full module name: pools' last components often coincide
         for axis, style in (('r_h', '-'), ('r_w', '--')):
             if axis in axes:
                 its, vals = axes[axis]
@@ -120,7 +161,7 @@ def plot_training_curves(scalars: Dict[str, Series], path: str,
                           markersize=3, label=f'{label} {axis}')
     ax_r.set_ylabel('ratio r (output / input size)')
     ax_r.grid(alpha=0.3)
-    ax_r.legend(fontsize=7, ncol=2)
+    ax_r.legend(fontsize=6, ncol=2)
     if gmacs is not None:
         ax_g.plot(*gmacs, color='black', marker='.', markersize=3)
     else:
@@ -288,13 +329,13 @@ def plot_work_dir(work_dir: str, baseline: Optional[str] = None,
     os.makedirs(out_dir, exist_ok=True)
     written: List[str] = []
 
-    log = find_scalar_log(work_dir)
-    if log is None:
+    logs = find_scalar_logs(work_dir)
+    if not logs:
         print(f'plot_dynopool: no DynOPool scalars under {work_dir}/*/vis_data; '
               'skipping the training curves')
     else:
         written.append(plot_training_curves(
-            load_scalar_log(log), osp.join(out_dir, TRAINING_PNG),
+            load_scalar_logs(logs), osp.join(out_dir, TRAINING_PNG),
             title=f'DynOPool training: {osp.basename(osp.abspath(work_dir))}'))
 
     config = dumped_config(work_dir)

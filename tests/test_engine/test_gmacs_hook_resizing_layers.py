@@ -14,7 +14,7 @@ from mmseg_dynopool.analysis import model_report
 from mmseg_dynopool.engine import DynOPoolGMACsHook
 from mmseg_dynopool.models.build import build_model_from_config
 from mmseg_dynopool.models.cost import profile_gmacs, reset_to_initial_ratios
-from mmseg_dynopool.ops import ShapeAdaptor, ratio_parameter
+from mmseg_dynopool.ops import ShapeAdaptor, ratio_parameter, scale_ratio
 
 from ..conftest import resizing_layer_cfg
 
@@ -134,6 +134,16 @@ def test_budget_projection_and_freezing(kind, target, tmp_path):
     # odd (steps of 2 rows), ShapeAdaptor has one scale for both axes (measured: 0.95
     # and 0.96 of the target; DynOPool models get within 3 %, test_budget_hook.py).
     assert final >= 0.9 * hook.target_gmacs
+    # No parameter on a rounding boundary: nudging any layer's ratio by 0.1 % either
+    # way changes no size (the projection centres each one in its size's interval).
+    sizes = hook.profile._host_sizes(hook._pools)
+    for _, layer in dynopool_layers(model):
+        param = ratio_parameter(layer).detach().clone()
+        for nudge in (0.999, 1.001):
+            scale_ratio(layer, param, torch.full((2, ), nudge, dtype=torch.float64))
+            assert hook.profile._host_sizes(hook._pools) == sizes, (layer, nudge)
+        with torch.no_grad():
+            ratio_parameter(layer).copy_(param)
     # The frozen parameters are held against later optimizer steps.
     frozen = [v.clone() for v in hook.frozen]
     with torch.no_grad():

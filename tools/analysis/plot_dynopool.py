@@ -5,9 +5,11 @@
 
 Writes to DIR (default WORK_DIR/plots):
 
-* dynopool_training.png - r_h and r_w of every DynOPool and the GMACs estimate over the
-  training iterations, read from the newest WORK_DIR/<timestamp>/vis_data/scalars.json
-  that has them (logged by DynOPoolGMACsHook);
+* dynopool_training.png - r_h and r_w of every DynOPool (labelled by module name) and
+  the GMACs estimate over the training iterations, logged by DynOPoolGMACsHook: every
+  WORK_DIR/<timestamp>/vis_data/scalars.json that has them, stitched in time order (a
+  resumed run continues the curve; a later run overrides the iterations it logged
+  again); the last point of a budget run is the projected, saved model;
 * feature_maps.png (+ feature_maps.json) - the learned feature-map sizes drawn to scale
   next to the human model's (thesis Figure 5.1): the DynOPool model is WORK_DIR's last
   checkpoint with the config mmengine dumped in WORK_DIR, the human model the same from
