@@ -269,30 +269,34 @@ sample.register_autograd(_sample_autograd, setup_context=_sample_setup_context)
 @torch.library.custom_op(f'{LIB}::query_positions', mutates_args=())
 def query_positions(alpha: Tensor, positions_h: Tensor, positions_w: Tensor,
                     length_h: int, length_w: int, min_size: float,
-                    max_size: Optional[int]) -> Tuple[Tensor, Tensor]:
+                    max_size: Optional[int]) -> Tuple[Tensor, Tensor, Tensor]:
     """The float64 query positions ``(pos_h, pos_w)`` of the sizes ``alpha`` gives for an
     input of ``length_h x length_w``, with the straight-through gradient of Eqs. 4.3-4.6
     (the forward values are the host-built ``positions_h``/``positions_w``, returned as
-    new tensors: an operator's outputs never alias its inputs)."""
-    return positions_h.clone(), positions_w.clone()
+    new tensors: an operator's outputs never alias its inputs), and the float32 ratio
+    ``1 / alpha`` of this forward (Eq. 4.6; what the backward needs, kept because
+    alpha itself may be updated in place before the backward runs)."""
+    return positions_h.clone(), positions_w.clone(), torch.reciprocal(alpha.float())
 
 
 @query_positions.register_fake
 def _(alpha, positions_h, positions_w, length_h, length_w, min_size, max_size):
-    return torch.empty_like(positions_h), torch.empty_like(positions_w)
+    return (torch.empty_like(positions_h), torch.empty_like(positions_w),
+            torch.empty_like(alpha, dtype=torch.float32))
 
 
 @torch.library.custom_op(f'{LIB}::query_positions_backward', mutates_args=())
-def query_positions_backward(grad_h: Tensor, grad_w: Tensor, alpha: Tensor,
+def query_positions_backward(grad_h: Tensor, grad_w: Tensor, ratio: Tensor,
                              length_h: int, length_w: int, min_size: float,
                              max_size: Optional[int]) -> Tensor:
-    """d loss / d alpha of ``query_positions`` (:func:`positions_grad`)."""
-    return positions_grad(grad_h, grad_w, alpha, length_h, length_w, min_size, max_size)
+    """d loss / d alpha (float32) of ``query_positions`` (:func:`positions_grad`)."""
+    return positions_grad(grad_h, grad_w, ratio, length_h, length_w, min_size, max_size)
 
 
-def positions_grad(grad_h: Tensor, grad_w: Tensor, alpha: Tensor, length_h: int,
+def positions_grad(grad_h: Tensor, grad_w: Tensor, ratio: Tensor, length_h: int,
                    length_w: int, min_size: float, max_size: Optional[int]) -> Tensor:
-    """d loss / d alpha of the query positions: per axis
+    """d loss / d alpha (float32) of the query positions, from the forward's float32
+    ``ratio = 1 / alpha``: per axis
 
         d loss / d alpha = -(G * L) * r^2,   G = float32(-sum_k g_k (k + 1/2) * 2 L rec^2),
 
@@ -300,11 +304,11 @@ def positions_grad(grad_h: Tensor, grad_w: Tensor, alpha: Tensor, length_h: int,
     positions to the size, float32 from the size to alpha), and zero where a clamp binds
     (PyTorch's clamp passes the gradient only strictly inside its bounds, so also at
     ``L r == min_size`` and ``n == max_size``)."""
-    r = torch.reciprocal(alpha.detach().float())
+    r = ratio
     n_h, n_w = grad_h.numel() // 2, grad_w.numel() // 2
     const = _position_constants(length_h, n_h, length_w, n_w, min_size, max_size, r.device)
     if const.lo > const.hi:  # the clamps leave no continuous size a gradient
-        return torch.zeros_like(alpha)
+        return torch.zeros_like(r)
     grid_h = axis_geometry(length_h, n_h, torch.float32, r.device).grid_k()
     grid_w = axis_geometry(length_w, n_w, torch.float32, r.device).grid_k()
     # d loss / d size, float64 (positions) rounded to float32 (the size's dtype).
@@ -315,24 +319,25 @@ def positions_grad(grad_h: Tensor, grad_w: Tensor, alpha: Tensor, length_h: int,
     cont = r * const.in_f32
     live = cont.clamp(min=const.lo, max=const.hi) == cont
     # d size / d r = L, d r / d alpha = -r^2 (float32); the signs cancel with g_size's.
-    grad = torch.where(live, (g_size * const.in_f32) * (r * r), 0.0)
-    return grad.to(alpha.dtype)
+    return torch.where(live, (g_size * const.in_f32) * (r * r), 0.0)
 
 
 @query_positions_backward.register_fake
-def _(grad_h, grad_w, alpha, length_h, length_w, min_size, max_size):
-    return torch.empty_like(alpha)
+def _(grad_h, grad_w, ratio, length_h, length_w, min_size, max_size):
+    return torch.empty_like(ratio)
 
 
 def _positions_setup_context(ctx, inputs: tuple, output: tuple) -> None:
-    ctx.save_for_backward(inputs[0])
+    ctx.save_for_backward(output[2])
+    ctx.mark_non_differentiable(output[2])
+    ctx.alpha_dtype = inputs[0].dtype
     ctx.args = inputs[3:]  # length_h, length_w, min_size, max_size
 
 
-def _positions_autograd(ctx, grad_h: Tensor, grad_w: Tensor) -> tuple:
-    (alpha, ) = ctx.saved_tensors
-    grad = query_positions_backward(grad_h, grad_w, alpha, *ctx.args)
-    return grad, None, None, None, None, None, None
+def _positions_autograd(ctx, grad_h: Tensor, grad_w: Tensor, grad_ratio) -> tuple:
+    (ratio, ) = ctx.saved_tensors
+    grad = query_positions_backward(grad_h, grad_w, ratio, *ctx.args)
+    return grad.to(ctx.alpha_dtype), None, None, None, None, None, None
 
 
 query_positions.register_autograd(_positions_autograd,
@@ -464,7 +469,10 @@ class EagerPositions(torch.autograd.Function):
     def forward(ctx, alpha: Tensor, positions_h: Tensor, positions_w: Tensor,
                 length_h: int, length_w: int, min_size: float,
                 max_size: Optional[int]) -> Tuple[Tensor, Tensor]:
-        ctx.save_for_backward(alpha)
+        # The ratio of this forward's alpha (Eq. 4.6): alpha may be updated in place
+        # (guard, optimizer) before the backward runs.
+        ctx.ratio = torch.reciprocal(alpha.detach().float())
+        ctx.alpha_dtype = alpha.dtype
         ctx.args = (length_h, length_w, min_size, max_size)
         # Views, so the cached tables themselves never get a grad_fn.
         return positions_h.view_as(positions_h), positions_w.view_as(positions_w)
@@ -472,9 +480,8 @@ class EagerPositions(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_h: Tensor, grad_w: Tensor) -> tuple:
-        (alpha, ) = ctx.saved_tensors
-        return (positions_grad(grad_h, grad_w, alpha, *ctx.args), None, None, None, None,
-                None, None)
+        grad = positions_grad(grad_h, grad_w, ctx.ratio, *ctx.args)
+        return grad.to(ctx.alpha_dtype), None, None, None, None, None, None
 
 
 def positions(alpha: Tensor, geom_h: AxisGeometry, geom_w: AxisGeometry,
@@ -485,5 +492,5 @@ def positions(alpha: Tensor, geom_h: AxisGeometry, geom_w: AxisGeometry,
     args = (alpha, geom_h.positions, geom_w.positions, geom_h.length, geom_w.length,
             float(min_size), max_size)
     if use_operators():
-        return torch.ops.mmseg_dynopool.query_positions(*args)
+        return torch.ops.mmseg_dynopool.query_positions(*args)[:2]
     return EagerPositions.apply(*args)

@@ -31,8 +31,8 @@ def _fresh_dynamo():
 
 def _op_loss(x, alpha, is_max):
     geoms = (axis_geometry(23, 11, x.dtype, 'cpu'), axis_geometry(30, 14, x.dtype, 'cpu'))
-    pos_h, pos_w = OPS.query_positions(alpha, geoms[0].positions, geoms[1].positions,
-                                       23, 30, 1.5, None)
+    pos_h, pos_w, _ = OPS.query_positions(alpha, geoms[0].positions, geoms[1].positions,
+                                          23, 30, 1.5, None)
     out, _ = OPS.sample(x, pos_h, pos_w, *library.table_args(geoms[0], x.dtype),
                         *library.table_args(geoms[1], x.dtype), is_max)
     return (out * out.detach().sin()).sum()

@@ -60,7 +60,7 @@ def test_opcheck_query_positions(max_size):
                            max_size))
     grads = (torch.randn(22, dtype=torch.float64), torch.randn(12, dtype=torch.float64))
     torch.library.opcheck(OPS.query_positions_backward.default,
-                          (*grads, alpha.detach(), 29, 31, 1.5, max_size))
+                          (*grads, 1 / alpha.detach(), 29, 31, 1.5, max_size))
 
 
 @needs_ext
@@ -77,8 +77,8 @@ def test_eager_path_equals_the_operator(is_max, channels_last):
         geoms = [axis_geometry(13, 5, torch.float32, 'cpu'),
                  axis_geometry(10, 6, torch.float32, 'cpu')]
         if through_op:
-            ph, pw = OPS.query_positions(alpha, geoms[0].positions, geoms[1].positions,
-                                         13, 10, 1.5, None)
+            ph, pw, _ = OPS.query_positions(alpha, geoms[0].positions,
+                                            geoms[1].positions, 13, 10, 1.5, None)
             out = OPS.sample(x, ph, pw, *args[3:])[0]
         else:
             ph, pw = library.EagerPositions.apply(alpha, geoms[0].positions,

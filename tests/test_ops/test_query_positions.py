@@ -35,7 +35,7 @@ def _fused(alpha, h_in, w_in, sizes, dtype=torch.float32, min_size=1.5, max_size
     geoms = (axis_geometry(h_in, sizes[0], dtype, alpha.device),
              axis_geometry(w_in, sizes[1], dtype, alpha.device))
     return torch.ops.mmseg_dynopool.query_positions(
-        alpha, geoms[0].positions, geoms[1].positions, h_in, w_in, min_size, max_size)
+        alpha, geoms[0].positions, geoms[1].positions, h_in, w_in, min_size, max_size)[:2]
 
 
 def _both(alpha_value, h_in, w_in, alpha_dtype=torch.float32, dtype=torch.float32,
@@ -154,7 +154,7 @@ def test_cached_tables_get_no_grad_fn():
     alpha = torch.tensor([2.2, 1.7], requires_grad=True)
     geoms = (axis_geometry(31, 14, torch.float32, 'cpu'),
              axis_geometry(29, 17, torch.float32, 'cpu'))
-    pos_h, pos_w = torch.ops.mmseg_dynopool.query_positions(
+    pos_h, pos_w, _ = torch.ops.mmseg_dynopool.query_positions(
         alpha, geoms[0].positions, geoms[1].positions, 31, 29, 1.5, None)
     assert pos_h.grad_fn is not None and pos_h.requires_grad
     for geom in geoms:
