@@ -4,15 +4,17 @@
 #   make main    setup + the main job (train + evaluate DynOPool HRNet and baseline)
 #   make tradeoff  setup + accuracy-vs-GMACs curves on the built-in data (Figure 5.2)
 #   make baselines setup + DynOPool vs Shape Adaptor vs DiffStride on the built-in data
+#   make gpu-check on a CUDA machine: backend checks, op benchmark (torch + triton only;
+#                  the mm-stack checks too where .venv or the mm stack is there)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.setup-done
-# torch >= 2.6 changed torch.load's default; mmengine 0.10.7 relies on the old one.
-export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
+# No TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: `import mmseg_dynopool` gives mmengine a loader
+# that reads its checkpoints with weights_only=True (docs/reliability.md, safe checkpoints).
 
-.PHONY: setup test test-all main bench tradeoff baselines clean-venv
+.PHONY: setup test test-all main bench tradeoff baselines clean-venv gpu-check
 
 setup: $(STAMP)
 
@@ -81,3 +83,8 @@ bench-gpu: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# No set-up step: runs with whatever Python has torch + triton (the .venv if present).
+GPU_PY := $(shell test -x $(PY) && echo $(PY) || echo python3)
+gpu-check:
+	$(GPU_PY) tools/gpu_check.py $(GPU_CHECK_ARGS)

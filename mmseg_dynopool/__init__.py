@@ -1,8 +1,9 @@
 """mmseg_dynopool: DynOPool (learnable feature-map resizing) for MMSegmentation/MMPretrain.
 
 Importing the package registers its modules in the OpenMMLab registries (use it through
-``custom_imports=dict(imports=['mmseg_dynopool'])`` in a config) and makes mmengine load
-its own checkpoints on torch >= 2.6 (see ``utils/checkpoint_compat.py``).
+``custom_imports=dict(imports=['mmseg_dynopool'])`` in a config) and gives mmengine a
+loader for local checkpoints that uses ``torch.load(weights_only=True)`` with a minimal
+allow-list (see ``utils/checkpoint_compat.py``).
 """
 from .ops import DynOPool, dynopool_layers
 from .utils import install_checkpoint_compat

@@ -23,8 +23,10 @@ import math
 import os
 import os.path as osp
 import re
+import signal
 import subprocess
 import sys
+import time
 from typing import Dict, List, Tuple
 
 import mmseg
@@ -46,6 +48,7 @@ from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.analysis.gmacs import profile_gmacs, reset_to_initial_ratios
 from mmseg_dynopool.datasets import write_synthetic_voc
 from mmseg_dynopool.ops import dynopool_sample_reference, output_size, query_positions
+from mmseg_dynopool.utils import load_checkpoint_file
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from reliability_helpers import (REPO, TINY_BASE, RecorderHook,  # noqa: E402
@@ -242,6 +245,94 @@ def test_resume_is_bitwise_exact(voc_root, tmp_path):
     assert any(k.endswith('dynopool_stem/h') for k in scalars_a)
 
 
+def _wait_for_checkpoint(proc: subprocess.Popen, work_dir: str, name: str,
+                         timeout: float = 300) -> None:
+    """Poll until mmengine's ``last_checkpoint`` pointer names ``name`` (it is written
+    after the checkpoint file is complete)."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if osp.isfile(pointer):
+            with open(pointer) as f:
+                if f.read().strip().endswith(name):
+                    return
+        if proc.poll() is not None:
+            raise AssertionError(f'{proc.args} exited {proc.returncode} before {name}')
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError(f'no {name} in {work_dir} after {timeout} s')
+
+
+@pytest.mark.slow
+def test_resume_after_kill_with_dropout_is_bitwise_exact(voc_root, tmp_path):
+    """Dropout (FCNHead ``dropout_ratio=0.1``) plus the config's random augmentation: a
+    training killed with SIGKILL right after its ``iter_3`` checkpoint, then resumed with
+    ``--resume``, ends bitwise where the uninterrupted 6-iteration run ends. Negative
+    control: resuming the same checkpoint without its RNG states ends elsewhere."""
+    cfg = tiny_config(voc_root, str(tmp_path / 'unused'), max_iters=6,
+                      checkpoint_interval=3)
+    # Inherited from the synthetic config, as in every config of configs/.
+    assert cfg.default_hooks.rng_state.type == 'RNGStateHook'
+    cfg.model.decode_head.dropout_ratio = 0.1
+    cfg_file = str(tmp_path / 'tiny_dropout.py')
+    cfg.dump(cfg_file)
+    # What tools/train.py does (test_resume_is_bitwise_exact runs that one), minus the
+    # yapf formatting of the config text: ~1.5 s per log / dump / checkpoint.
+    train = [sys.executable, '-c',
+             'import sys; from mmengine.config import Config; '
+             'from mmengine.runner import Runner; '
+             'cfg = Config.fromfile(sys.argv[1]); '
+             'cfg = Config(cfg.to_dict(), filename=sys.argv[1], '
+             'format_python_code=False); '
+             'cfg.work_dir = sys.argv[3]; cfg.resume = "--resume" in sys.argv; '
+             'Runner.from_cfg(cfg).train()', cfg_file]
+    straight, killed, control = (str(tmp_path / n) for n in ('straight', 'killed',
+                                                              'control'))
+    logs = {n: str(tmp_path / f'{n}.log') for n in ('straight', 'killed', 'resumed',
+                                                    'control')}
+    p_straight = _run(train + ['--work-dir', straight], logs['straight'])
+    p_killed = _run(train + ['--work-dir', killed], logs['killed'])
+    _wait_for_checkpoint(p_killed, killed, 'iter_3.pth')
+    os.kill(p_killed.pid, signal.SIGKILL)
+    p_killed.wait()
+    assert p_killed.returncode == -signal.SIGKILL
+    assert not osp.exists(osp.join(killed, 'iter_6.pth'))  # killed mid-way
+
+    # The control: the same checkpoint with its RNG states taken out.
+    ckpt = load_checkpoint_file(osp.join(killed, 'iter_3.pth'), map_location='cpu')
+    assert ckpt['rng_state']['world_size'] == 1
+    del ckpt['rng_state']
+    os.makedirs(control)
+    torch.save(ckpt, osp.join(control, 'iter_3.pth'))
+    with open(osp.join(control, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(control, 'iter_3.pth'))
+    p_resumed = _run(train + ['--work-dir', killed, '--resume'], logs['resumed'])
+    p_control = _run(train + ['--work-dir', control, '--resume'], logs['control'])
+    _wait(p_straight, logs['straight'])
+    resumed_text = _wait(p_resumed, logs['resumed'])
+    control_text = _wait(p_control, logs['control'])
+    assert 'resumed epoch: 0, iter: 3' in resumed_text
+    assert 'Iter(train) [4/6]' in resumed_text and 'Iter(train) [3/6]' not in resumed_text
+    assert 'holds no random generator states' in control_text
+
+    a, b, c = (load_checkpoint_file(osp.join(d, 'iter_6.pth'), map_location='cpu')
+               for d in (straight, killed, control))
+    assert max_abs_diff(a['state_dict'], b['state_dict']) == 0.0
+    mom = [{str(k): v['momentum_buffer'] for k, v in x['optimizer']['state'].items()}
+           for x in (a, b)]
+    assert max_abs_diff(*mom) == 0.0
+    # Same batches and dropout masks: every logged loss of all 6 iterations is equal.
+    compared = 0
+    for key, buf in a['message_hub']['log_scalars'].items():
+        if 'loss' in key:
+            values_b = b['message_hub']['log_scalars'][key].data[0]
+            assert len(buf.data[0]) == 6 and (buf.data[0] == values_b).all(), key
+            compared += 1
+    assert compared >= 3
+    # Without the states the resumed run draws other masks: the check has teeth.
+    assert max_abs_diff(a['state_dict'], c['state_dict']) > 0.0
+
+
 PAPER_CONFIGS = sorted(
     osp.join(REPO, 'configs', 'dynopool_hrnet', f)
     for f in os.listdir(osp.join(REPO, 'configs', 'dynopool_hrnet')) if f.endswith('.py'))
@@ -255,6 +346,28 @@ def test_paper_configs_fix_the_seed_for_exact_resume():
     unseeded = [osp.basename(path) for path in PAPER_CONFIGS
                 if Config.fromfile(path).get('randomness', {}).get('seed') is None]
     assert not unseeded, f'no randomness.seed (inexact --resume): {unseeded}'
+
+
+ALL_CONFIGS = sorted(
+    osp.join(root, f) for root, _, files in os.walk(osp.join(REPO, 'configs'))
+    if '_base_' not in root.split(os.sep) for f in files if f.endswith('.py'))
+
+
+@pytest.mark.slow
+def test_every_config_saves_rng_states_and_fixes_the_seed():
+    """Exact --resume needs both: RNGStateHook (dropout masks, augmentation) and a fixed
+    seed (data order). Configs inherit them from the first config of each family."""
+    missing = []
+    for path in ALL_CONFIGS:
+        cfg = Config.fromfile(path, import_custom_modules=False)
+        hooks = list((cfg.get('default_hooks') or {}).values()) + list(
+            cfg.get('custom_hooks') or [])
+        if not any(h and h.get('type') == 'RNGStateHook' for h in hooks) or \
+                cfg.get('randomness', {}).get('seed') is None or \
+                'mmseg_dynopool' not in cfg.get('custom_imports', {}).get('imports', []):
+            missing.append(osp.relpath(path, REPO))
+    assert len(ALL_CONFIGS) > 50
+    assert not missing, missing
 
 
 # ---------------------------------------------------------------- 3. mixed precision

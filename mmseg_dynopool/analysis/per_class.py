@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
-import torch
 from mmengine.config import Config, ConfigDict
 
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
+
+from ..utils.checkpoint_compat import load_checkpoint_file
 
 
 # ---------------------------------------------------------------------------- frequency
@@ -126,7 +127,7 @@ class PerClassIoUMetric(IoUMetric):
 
 
 def _load_checkpoint(checkpoint: str) -> dict:
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     return ckpt if isinstance(ckpt, dict) else {}
 
 

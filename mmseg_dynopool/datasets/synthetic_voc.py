@@ -154,11 +154,19 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
             sample_id = f'synth_{split}_{k:05d}'
             size = (int(rng.randint(lo, hi + 1)), int(rng.randint(lo, hi + 1)))
             image, label = make_sample(rng, size)
+            label_path = osp.join(root, 'SegmentationClass', sample_id + '.png')
+            if image.shape[:2] != label.shape[:2]:
+                # A label of another size trains on misaligned pixels or breaks the
+                # evaluation later, far from its cause: refuse to write it.
+                raise ValueError(
+                    f'synthetic VOC: label {label_path} would be '
+                    f'{label.shape[0]}x{label.shape[1]} but its image is '
+                    f'{image.shape[0]}x{image.shape[1]} (H x W)')
             Image.fromarray(image).save(
                 osp.join(root, 'JPEGImages', sample_id + '.jpg'), quality=95)
             png = Image.fromarray(label, mode='P')
             png.putpalette(palette)
-            png.save(osp.join(root, 'SegmentationClass', sample_id + '.png'))
+            png.save(label_path)
             if with_aug and split == 'train':
                 Image.fromarray(label, mode='L').save(
                     osp.join(root, 'SegmentationClassAug', sample_id + '.png'))
@@ -198,3 +206,32 @@ def check_voc_root(root: str, ann_files: Sequence[str] = (
                 if not osp.isfile(p):
                     raise FileNotFoundError(f'{path} lists {sample_id!r} but {p} is '
                                             'missing')
+            check_label_size(osp.join(root, 'JPEGImages', sample_id + '.jpg'),
+                             osp.join(root, seg_dir, sample_id + '.png'))
+
+
+# EXIF orientations that swap width and height; cv2 (mmcv's default decoder for images)
+# applies them, so the image mmseg sees is transposed.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """``(H, W)`` of an image file as mmseg's loaders decode it, from its header."""
+    with Image.open(path) as img:
+        w, h = img.size
+        if path.lower().endswith(('.jpg', '.jpeg')) and \
+                img.getexif().get(0x0112) in _TRANSPOSING_ORIENTATIONS:
+            w, h = h, w
+    return h, w
+
+
+def check_label_size(img_path: str, seg_path: str) -> None:
+    """Raise ``ValueError`` naming ``seg_path`` if the label map and its image differ
+    in size (mmseg would crop misaligned pixels in training and fail in the IoU metric
+    with an IndexError that names no file)."""
+    img_hw, seg_hw = image_size(img_path), image_size(seg_path)
+    if img_hw != seg_hw:
+        raise ValueError(
+            f'label {seg_path} is {seg_hw[0]}x{seg_hw[1]} (H x W) but its image '
+            f'{img_path} is {img_hw[0]}x{img_hw[1]}; every label map must have the size '
+            'of its image')

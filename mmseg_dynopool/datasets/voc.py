@@ -1,14 +1,24 @@
 """PascalVOC dataset with an up-front check of its data root."""
+import os.path as osp
+from typing import Any
+
 from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import DATASETS
 
-from .synthetic_voc import check_voc_root
+from .synthetic_voc import check_label_size, check_voc_root
 
 
 @DATASETS.register_module()
 class CheckedPascalVOCDataset(PascalVOCDataset):
     """mmseg's ``PascalVOCDataset`` that fails early, with a clear message, when its data
-    root, image/mask folders, split file or listed files are missing."""
+    root, image/mask folders, split file or listed files are missing, or when a label
+    map's size differs from its image's.
+
+    Sizes are compared for the first listed samples when the dataset is built, and for
+    every sample when it is loaded (from the file headers: cheap next to decoding), so a
+    wrong label names its file instead of surfacing as a cropping misalignment in
+    training or as an ``IndexError`` in the IoU metric at test time.
+    """
 
     def __init__(self, ann_file: str = '', **kwargs) -> None:
         root = kwargs.get('data_root') or ''
@@ -16,3 +26,11 @@ class CheckedPascalVOCDataset(PascalVOCDataset):
         seg_dir = prefix.get('seg_map_path', 'SegmentationClass')
         check_voc_root(root, [ann_file] if ann_file else [], seg_dir=seg_dir)
         super().__init__(ann_file=ann_file, **kwargs)
+
+    def prepare_data(self, idx: int) -> Any:
+        info = self.get_data_info(idx)
+        img, seg = info.get('img_path'), info.get('seg_map_path')
+        # Remote backends (backend_args) are left to mmseg's loaders.
+        if img and seg and osp.isfile(img) and osp.isfile(seg):
+            check_label_size(img, seg)
+        return super().prepare_data(idx)

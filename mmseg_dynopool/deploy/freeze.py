@@ -238,8 +238,8 @@ def load_frozen(out_dir: str, config: Optional[str] = None) -> nn.Module:
     the weights are loaded strictly).
     """
     from ..models.build import build_model_from_config
-    blob = torch.load(osp.join(out_dir, WEIGHTS_FILE), map_location='cpu',
-                      weights_only=False)
+    from ..utils.checkpoint_compat import load_checkpoint_file
+    blob = load_checkpoint_file(osp.join(out_dir, WEIGHTS_FILE), map_location='cpu')
     model = build_model_from_config(config or osp.join(out_dir, CONFIG_FILE))
     apply_frozen_sizes(model, blob['frozen_sizes'])
     model.load_state_dict(blob['state_dict'], strict=True)

@@ -1,3 +1,4 @@
-from .hooks import DynOPoolGMACsHook
+from .hooks import DynOPoolGMACsHook, RNGStateHook
+from .optim_constructor import DynOPoolOptimWrapperConstructor
 
-__all__ = ['DynOPoolGMACsHook']
+__all__ = ['DynOPoolGMACsHook', 'DynOPoolOptimWrapperConstructor', 'RNGStateHook']

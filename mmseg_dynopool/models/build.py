@@ -7,6 +7,8 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
+from ..utils.checkpoint_compat import CheckpointReadError, UnsafeCheckpointError
+
 
 class CheckpointMismatchError(RuntimeError):
     """A checkpoint does not fit the model built from a config."""
@@ -19,7 +21,9 @@ def build_model_from_config(config: Union[str, Any], checkpoint: Optional[str] =
     ``config`` is a path or an ``mmengine.Config``. SyncBN is turned into plain BN (no
     process group here) and the model is returned in eval mode. A checkpoint must fit
     the model exactly (strict loading); otherwise :class:`CheckpointMismatchError` says
-    which keys differ.
+    which keys differ. A damaged file raises
+    :class:`~mmseg_dynopool.utils.CheckpointReadError`, one with unsafe contents
+    :class:`~mmseg_dynopool.utils.UnsafeCheckpointError` (both ``RuntimeError``).
     """
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, init_default_scope
@@ -47,6 +51,8 @@ def build_model_from_config(config: Union[str, Any], checkpoint: Optional[str] =
         try:
             load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
                             logger='silent')
+        except (CheckpointReadError, UnsafeCheckpointError):
+            raise  # the file itself is the problem, not its fit to the model
         except RuntimeError as err:
             name = config if isinstance(config, str) else 'the config'
             raise CheckpointMismatchError(

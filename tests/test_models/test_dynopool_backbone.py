@@ -55,6 +55,22 @@ def test_registered_in_mmseg_and_mmpretrain():
                               placement='inside'))
 
 
+def test_misspelt_argument_names_the_wrapper_and_its_arguments():
+    """Not "convert_to_dynopool() got an unexpected keyword argument": the config names
+    DynOPoolBackbone, so the error does, with the valid arguments and a suggestion."""
+    with pytest.raises(TypeError) as info:
+        SEG_MODELS.build(dict(type='DynOPoolBackbone', backbone=SMALL_R18,
+                              placment='after'))
+    msg = str(info.value)
+    assert 'DynOPoolBackbone' in msg and "'placment'" in msg
+    assert "did you mean 'placement'" in msg
+    assert 'convert_to_dynopool' not in msg
+    valid = msg.split('valid arguments:')[1]
+    for name in ('backbone', 'pretrained', 'init_cfg', 'placement', 'init_ratios',
+                 'pool_cfg', 'skip', 'probe_size'):
+        assert name in valid
+
+
 @pytest.mark.parametrize('how', ['inner_init_cfg', 'init_cfg', 'pretrained'])
 def test_inner_checkpoint_loads_through_init_weights(how, tmp_path):
     human = SEG_MODELS.build(SMALL_R18)

@@ -21,8 +21,10 @@ from mmengine.analysis import FlopAnalyzer
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
 from mmseg_dynopool import DynOPool, dynopool_layers
-from mmseg_dynopool.analysis.plots import (find_scalar_log, load_scalar_log,
-                                           plot_feature_maps)
+from mmseg_dynopool.analysis.plots import (find_scalar_log, find_scalar_logs,
+                                           load_scalar_log, load_scalar_logs,
+                                           plot_feature_maps, plot_training_curves,
+                                           plot_work_dir)
 from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolError,
                                             build_model_from_config, dynopool_report)
 from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
@@ -171,6 +173,45 @@ def test_report_errors(tmp_path, report_tool, capsys):
         dynopool_report(SYNTH_DP_CFG, (64, 64), checkpoint=ckpt)
 
 
+def _truncated_checkpoint(tmp_path) -> str:
+    whole = _save_ckpt(build_model_from_config(SYNTH_DP_CFG), tmp_path / 'whole.pth')
+    data = open(whole, 'rb').read()
+    path = str(tmp_path / 'cut.pth')
+    with open(path, 'wb') as f:
+        f.write(data[:len(data) * 2 // 3])
+    return path
+
+
+def test_tools_report_a_truncated_checkpoint_as_truncated(tmp_path, report_tool, capsys):
+    """Not "does not match the model": the file is damaged, and the message says so."""
+    cut = _truncated_checkpoint(tmp_path)
+    freeze_tool = load_tool('tools/deployment/freeze_dynopool.py')
+    runs = (lambda: report_tool.main([SYNTH_DP_CFG, '--checkpoint', cut, '--shape',
+                                      '64', '64']),
+            lambda: freeze_tool.main([SYNTH_DP_CFG, cut, '--shape', '64', '64',
+                                      '--out', str(tmp_path / 'frozen'), '--no-onnx']))
+    for run in runs:
+        assert run() == 1
+        err = capsys.readouterr().err
+        assert 'truncated or unreadable' in err and cut in err
+        assert 'does not match' not in err and 'Traceback' not in err
+
+
+@pytest.mark.parametrize('shape', [('0', '5'), ('5', '-1'), ('4', 'x')])
+def test_tools_reject_a_bad_shape_with_an_argparse_error(tmp_path, report_tool, capsys,
+                                                         shape):
+    freeze_tool = load_tool('tools/deployment/freeze_dynopool.py')
+    calls = (lambda: report_tool.main([SYNTH_DP_CFG, '--shape', *shape]),
+             lambda: freeze_tool.main([SYNTH_DP_CFG, 'ckpt.pth', '--shape', *shape,
+                                       '--out', str(tmp_path)]))
+    for call in calls:
+        with pytest.raises(SystemExit) as info:
+            call()
+        assert info.value.code == 2  # argparse's usage error, before anything is built
+        err = capsys.readouterr().err
+        assert '--shape' in err and ('must be >= 1' in err or 'not an integer' in err)
+
+
 def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
     torch.manual_seed(0)
     model = _set_ratios(build_model_from_config(SYNTH_DP_CFG))
@@ -284,8 +325,71 @@ def test_plot_helpers_on_fabricated_logs(tmp_path):
     _png_ok(png)
 
 
+def _write_run(work_dir, stamp, iters, offset, extra=''):
+    """A fabricated mmengine run folder: training lines for ``iters`` (ratios
+    ``offset + iter / 100``) and optionally a validation line."""
+    folder = work_dir / stamp / 'vis_data'
+    folder.mkdir(parents=True)
+    rows = [dict(iter=i, step=i, gmacs=offset + i,
+                 **{'backbone.stage2.dynopool/r_h': offset + i / 100,
+                    'backbone.stage2.dynopool/r_w': offset + i / 100,
+                    'backbone.stage3.dynopool/r_h': offset + i / 200,
+                    'backbone.stage3.dynopool/r_w': offset + i / 200})
+            for i in iters]
+    (folder / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in rows) + '\n' + extra)
+
+
+def test_training_curves_stitch_every_run_of_a_work_dir(tmp_path):
+    # Run 1 logged iterations 1-6, then crashed; run 2 resumed from iteration 4's
+    # checkpoint and logged 5-8; run 3 only tested (no training lines).
+    _write_run(tmp_path, '20260101_000000', range(1, 7), 0.0)
+    _write_run(tmp_path, '20260102_000000', range(5, 9), 1.0)
+    (tmp_path / '20260103_000000' / 'vis_data').mkdir(parents=True)
+    (tmp_path / '20260103_000000' / 'vis_data' / 'scalars.json').write_text(
+        '{"mIoU": 4.0, "step": 8}\n')
+    logs = find_scalar_logs(str(tmp_path))
+    assert [osp.basename(osp.dirname(osp.dirname(p))) for p in logs] == [
+        '20260101_000000', '20260102_000000']
+    series = load_scalar_logs(logs)
+    its, vals = series['backbone.stage2.dynopool/r_h']
+    assert its == list(range(1, 9))
+    # 1-4 from run 1, 5-8 (overlapping 5 and 6) from the later run 2.
+    assert vals == pytest.approx([i / 100 for i in range(1, 5)]
+                                 + [1.0 + i / 100 for i in range(5, 9)])
+    assert series['gmacs'][1][-1] == pytest.approx(9.0)
+    # A run that restarted from an earlier checkpoint (iteration 2) and stopped at 3:
+    # its iterations replace the earlier ones, and the abandoned 4-8 are not kept.
+    _write_run(tmp_path, '20260104_000000', range(3, 5), 2.0)
+    series = load_scalar_logs(find_scalar_logs(str(tmp_path)))
+    its, vals = series['backbone.stage2.dynopool/r_h']
+    assert its == [1, 2, 3, 4]
+    assert vals == pytest.approx([0.01, 0.02, 2.03, 2.04])
+    assert find_scalar_log(str(tmp_path)).startswith(str(tmp_path / '20260104_000000'))
+
+
+def _captured_figures(monkeypatch):
+    """Figures the plot functions close (the last step after saving), kept open."""
+    import matplotlib.pyplot as plt
+    figures = []
+    monkeypatch.setattr(plt, 'close', figures.append)
+    return figures
+
+
+def test_training_curve_legend_names_each_pool_fully(tmp_path, monkeypatch):
+    _write_run(tmp_path, '20260101_000000', range(1, 4), 0.0)
+    figures = _captured_figures(monkeypatch)
+    plot_training_curves(load_scalar_logs(find_scalar_logs(str(tmp_path))),
+                         str(tmp_path / 'curves.png'))
+    legend = figures[0].axes[0].get_legend()
+    labels = sorted(t.get_text() for t in legend.get_texts())
+    assert labels == sorted(f'backbone.stage{s}.dynopool {a}'
+                            for s in (2, 3) for a in ('r_h', 'r_w'))
+    assert len(set(labels)) == 4
+
+
 @pytest.mark.slow
-def test_plot_tool_on_trained_run(tmp_path, voc_root):
+def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     from mmengine.runner import Runner
     work_dir = tmp_path / 'dynopool'
     cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(work_dir), iters=2)
@@ -329,6 +433,22 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root):
         assert scalars[f'{name}/r_h'][0] == [1, 2]
         assert scalars[f'{name}/r_w'][0] == [1, 2]
     assert len(scalars['gmacs'][1]) == 2
+
+    # A later (resumed) run folder of the same work dir continues the curves.
+    assert len([d for d in os.listdir(work_dir)
+                if osp.isdir(work_dir / d / 'vis_data')]) == 1
+    later = work_dir / '29991231_235959' / 'vis_data'
+    later.mkdir(parents=True)
+    (later / 'scalars.json').write_text('\n'.join(json.dumps(dict(
+        {k: v[1][-1] for k, v in scalars.items()}, iter=i, step=i)) for i in (3, 4)))
+    figures = _captured_figures(monkeypatch)
+    plot_work_dir(str(work_dir), out_dir=str(tmp_path / 'plots2'))
+    curves = [f for f in figures if f.axes and f.axes[0].get_legend() is not None][0]
+    for line in curves.axes[0].get_lines():
+        assert list(line.get_xdata()) == [1, 2, 3, 4]
+    assert list(curves.axes[1].get_lines()[0].get_xdata()) == [1, 2, 3, 4]
+    assert sorted(t.get_text() for t in curves.axes[0].get_legend().get_texts()) == \
+        sorted(f'{name} {a}' for name in sizes for a in ('r_h', 'r_w'))
 
 
 CLS_CFG = osp.join(REPO, 'configs', 'dynopool_cls',

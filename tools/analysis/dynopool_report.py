@@ -21,13 +21,26 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 
+def positive_int(text: str) -> int:
+    """argparse type of an image side: an integer >= 1 (0 or less fails deep inside
+    the model with a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'an image side must be >= 1, got {value}')
+    return value
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='mmseg / mmpretrain config with DynOPool layers')
     parser.add_argument('--checkpoint', default=None,
                         help='trained weights; without it: the initial state')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=None,
+    parser.add_argument('--shape', type=positive_int, nargs=2, metavar=('H', 'W'),
+                        default=None,
                         help='input size (default: the training crop size of CONFIG)')
     parser.add_argument('--json', default=None, metavar='OUT',
                         help='also write the report as JSON to this file')
@@ -44,6 +57,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolError,
                                                 dynopool_report, format_report,
                                                 training_input_shape)
+    from mmseg_dynopool.utils import CheckpointReadError, UnsafeCheckpointError
     shape = tuple(args.shape) if args.shape else None
     if shape is None:
         cfg = Config.fromfile(args.config)
@@ -57,7 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         report = dynopool_report(args.config, shape, args.checkpoint, args.cfg_options,
                                  args.in_channels)
-    except (NoDynOPoolError, CheckpointMismatchError, FileNotFoundError) as err:
+    except (NoDynOPoolError, CheckpointMismatchError, CheckpointReadError,
+            UnsafeCheckpointError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     print(format_report(report))

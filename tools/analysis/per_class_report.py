@@ -12,13 +12,10 @@ table (class, frequency, IoU baseline, IoU DropClass, gain) and writes
 per_class_report.txt / .json and gain_vs_frequency.png under --out-dir.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config, DictAction
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -24,12 +24,25 @@ FROZEN_TOL = 1e-5
 ONNX_TOL = 1e-4
 
 
+def positive_int(text: str) -> int:
+    """argparse type of an image side: an integer >= 1 (0 or less fails deep inside
+    the model with a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'an image side must be >= 1, got {value}')
+    return value
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='config of the trained DynOPool model')
     parser.add_argument('checkpoint', help='trained weights')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), required=True,
+    parser.add_argument('--shape', type=positive_int, nargs=2, metavar=('H', 'W'),
+                        required=True,
                         help='network input size the sizes are frozen for')
     parser.add_argument('--out', required=True, metavar='OUT_DIR', help='output folder')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
@@ -56,6 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                        frozen_sizes, save_frozen)
     from mmseg_dynopool.models.build import (CheckpointMismatchError,
                                              build_model_from_config)
+    from mmseg_dynopool.utils import CheckpointReadError, UnsafeCheckpointError
 
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -63,7 +77,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         model = build_model_from_config(cfg, args.checkpoint)
         frozen = freeze_dynopool(model, args.shape, args.in_channels)
-    except (CheckpointMismatchError, FileNotFoundError, ValueError) as err:
+    except (CheckpointMismatchError, CheckpointReadError, UnsafeCheckpointError,
+            FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     paths = save_frozen(frozen, args.out, cfg, args.shape,

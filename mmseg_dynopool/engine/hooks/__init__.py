@@ -1,3 +1,4 @@
 from .gmacs_hook import DynOPoolGMACsHook
+from .rng_state_hook import RNGStateHook
 
-__all__ = ['DynOPoolGMACsHook']
+__all__ = ['DynOPoolGMACsHook', 'RNGStateHook']

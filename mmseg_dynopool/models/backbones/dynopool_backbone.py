@@ -1,4 +1,6 @@
 """``DynOPoolBackbone``: any registered backbone with its resizing ops made learnable."""
+import difflib
+import inspect
 from typing import Callable, List, Optional, Union
 
 from mmengine.registry import Registry
@@ -29,6 +31,7 @@ def build_dynopool_backbone(registry: Registry,
     the pools of the levels its strided ops enter. What was converted is in
     :func:`~mmseg_dynopool.models.utils.get_conversion` (``model._dynopool_conversion``).
     """
+    _check_convert_args(convert_args)
     cfg = dict(backbone)
     if pretrained is not None:
         if init_cfg is not None:
@@ -41,6 +44,28 @@ def build_dynopool_backbone(registry: Registry,
         convert_args['probe_size'] = tuple(convert_args['probe_size'])
     convert_to_dynopool(model, **convert_args)
     return model
+
+
+def _check_convert_args(convert_args: dict) -> None:
+    """Name the wrapper and its valid arguments for a misspelt one: otherwise Python
+    reports it against ``convert_to_dynopool()``, a function the config never names."""
+    valid = [name for name in inspect.signature(convert_to_dynopool).parameters
+             if name != 'module']
+    unknown = [name for name in convert_args if name not in valid]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid + ['backbone', 'pretrained',
+                                                         'init_cfg'], n=1)
+        if close:
+            hints.append(f'{name!r} (did you mean {close[0]!r}?)')
+        else:
+            hints.append(repr(name))
+    raise TypeError(
+        f"DynOPoolBackbone got unexpected argument{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(hints)}; valid arguments: backbone, pretrained, init_cfg, "
+        f"{', '.join(valid)}")
 
 
 def _builder(registry: Registry) -> Callable[..., nn.Module]:
