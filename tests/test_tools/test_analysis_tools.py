@@ -201,9 +201,11 @@ def test_tools_report_a_truncated_checkpoint_as_truncated(tmp_path, report_tool,
 def test_tools_reject_a_bad_shape_with_an_argparse_error(tmp_path, report_tool, capsys,
                                                          shape):
     freeze_tool = load_tool('tools/deployment/freeze_dynopool.py')
+    plot_tool = load_tool('tools/analysis/plot_dynopool.py')
     calls = (lambda: report_tool.main([SYNTH_DP_CFG, '--shape', *shape]),
              lambda: freeze_tool.main([SYNTH_DP_CFG, 'ckpt.pth', '--shape', *shape,
-                                       '--out', str(tmp_path)]))
+                                       '--out', str(tmp_path)]),
+             lambda: plot_tool.main([str(tmp_path), '--shape', *shape]))
     for call in calls:
         with pytest.raises(SystemExit) as info:
             call()

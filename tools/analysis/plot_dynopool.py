@@ -20,6 +20,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from mmseg_dynopool.utils.cli import positive_int
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command-line arguments."""
@@ -29,7 +31,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='work dir of the human-designed model')
     parser.add_argument('--out', default=None, metavar='DIR',
                         help='output folder (default: WORK_DIR/plots)')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), default=None,
+    parser.add_argument('--shape', type=positive_int, nargs=2, metavar=('H', 'W'),
+                        default=None,
                         help='input size (default: the training crop size)')
     return parser.parse_args(argv)
 

@@ -20,20 +20,10 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from mmseg_dynopool.utils.cli import positive_int
+
 FROZEN_TOL = 1e-5
 ONNX_TOL = 1e-4
-
-
-def positive_int(text: str) -> int:
-    """argparse type of an image side: an integer >= 1 (0 or less fails deep inside
-    the model with a traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'an image side must be >= 1, got {value}')
-    return value
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
