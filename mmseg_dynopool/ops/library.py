@@ -22,6 +22,7 @@ The sampling tables (``geometry.py``) travel as tensor arguments, their loop bou
 ``max_cells`` as an int; the host decides the integer sizes before the call, so every
 output shape follows from the argument shapes.
 """
+import functools
 import math
 from collections import OrderedDict
 from typing import NamedTuple, Optional, Tuple
@@ -416,9 +417,11 @@ def use_operators() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+@functools.lru_cache(maxsize=None)
 def triton_kernels(interpret: bool = False) -> tuple:
     """``(forward, backward)`` of the Triton kernels, with the signatures of
-    :func:`cpu_forward` / :func:`cpu_backward` (``interpret``: on CPU tensors)."""
+    :func:`cpu_forward` / :func:`cpu_backward` (``interpret``: on CPU tensors). One pair
+    per flag, made once (the dispatcher asks on every CUDA call)."""
     def forward(x, tables_h, tables_w, is_max):
         return triton_forward(x, tables_h, tables_w, is_max, interpret)
 
