@@ -21,43 +21,45 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..layers import DynOPool, ResizingLayer, is_resizing_layer
 from ..models.cost import call_model, probe
-from ..ops import DynOPool
-from ..ops.resizing import RESIZING_LAYERS, is_resizing_layer
-from .frozen_layer import FrozenDynOPool, FrozenResizingLayer
+from ..utils.pairs import Size
+from .frozen_layer import FrozenDynOPool, FrozenLayer, FrozenResizingLayer
 from .onnx import ONNX_FILE  # noqa: F401  (the file names of a frozen model, together)
-
-Size = Tuple[int, int]
 
 #: File names written by :func:`save_frozen` (and the freeze tool).
 CONFIG_FILE = 'config.py'
 WEIGHTS_FILE = 'frozen_model.pth'
 SIZES_FILE = 'frozen_sizes.json'
 #: The fixed-size stand-ins a frozen model contains.
-FROZEN_LAYERS: Tuple[type, ...] = (FrozenDynOPool, FrozenResizingLayer)
+FROZEN_LAYERS: Tuple[type, ...] = (FrozenLayer, )
+#: The stand-in class of a resizing layer type (looked up along the type's MRO, like
+#: torch.ao's module mappings); any other :class:`ResizingLayer` gets
+#: :class:`FrozenResizingLayer` (its own forward at a fixed parameter).
+STAND_INS: Dict[type, type] = {DynOPool: FrozenDynOPool}
 
 
-def _frozen(layer: nn.Module, sizes: Dict[Size, Size], name: str) -> nn.Module:
+def _frozen(layer: ResizingLayer, sizes: Dict[Size, Size], name: str) -> FrozenLayer:
     """The fixed-size stand-in of one resizing layer."""
-    if isinstance(layer, DynOPool):
-        return FrozenDynOPool(sizes, layer.aggregation, name)
-    return FrozenResizingLayer(layer, sizes, name)
+    cls = next((STAND_INS[t] for t in type(layer).__mro__ if t in STAND_INS),
+               FrozenResizingLayer)
+    return cls.from_layer(layer, sizes, name)
 
 
 def _is_pool(obj: Any) -> bool:
-    return isinstance(obj, RESIZING_LAYERS + FROZEN_LAYERS)
+    return isinstance(obj, (ResizingLayer, FrozenLayer))
 
 
 def _hook_dicts(module: nn.Module) -> List[dict]:
     return [module._forward_pre_hooks, module._forward_hooks]
 
 
-def named_pools(model: nn.Module, kinds: Tuple[type, ...] = RESIZING_LAYERS
+def named_pools(model: nn.Module, kinds: Tuple[type, ...] = (ResizingLayer, )
                 ) -> List[Tuple[str, nn.Module]]:
     """Every distinct pool of type ``kinds`` (default: every learnable resizing layer)
     that ``model`` uses, with a stable name.
 
-    Pools in the module tree are named as by :func:`~mmseg_dynopool.dynopool_layers`;
+    Pools in the module tree are named as by :func:`~mmseg_dynopool.resizing_layers`;
     a pool referenced only by a hook object gets ``<module>.<hook>.<attribute>``.
     """
     found: Dict[int, str] = {}
@@ -176,12 +178,7 @@ def frozen_sizes(model: nn.Module) -> Dict[str, Dict[str, Any]]:
     in the unfrozen model)."""
     out = {}
     for name, pool in named_pools(model, FROZEN_LAYERS):
-        entry = dict(type=getattr(pool, 'kind', 'DynOPool'),
-                     sizes=[dict(input=list(i), output=list(o))
-                            for i, o in pool.sizes.items()])
-        if isinstance(pool, FrozenDynOPool):
-            entry['aggregation'] = pool.aggregation
-        out[name] = entry
+        out[name] = pool.table_entry()
     return out
 
 

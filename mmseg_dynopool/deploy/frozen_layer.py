@@ -10,18 +10,17 @@ ShapeAdaptor and DiffStride: it calls the layer's own forward with its learned p
 held fixed (a constant buffer, saved in the state dict under the layer's parameter name),
 so the sizes are fixed too. Both only run at the input sizes they were frozen for.
 """
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import DiffStride, library
+from ..layers import DynOPool, ResizingLayer
+from ..ops import library
 from ..ops.functional import AGGREGATIONS, dynopool_sample, select_backend
 from ..ops.geometry import axis_geometry
-from ..ops.resizing import ratio_parameter
-
-Size = Tuple[int, int]
+from ..utils.pairs import Size
 
 
 def _size_table(sizes: Dict[Size, Size]) -> Dict[Size, Size]:
@@ -38,7 +37,29 @@ def _wrong_size(kind: str, name: str, sizes: Dict[Size, Size], in_size: Size):
         'size it was frozen at; freeze the trained model again for this size.')
 
 
-class FrozenDynOPool(nn.Module):
+class FrozenLayer(nn.Module):
+    """The base of the fixed-size stand-ins: a size table ``{(H_in, W_in): (h, w)}``,
+    the original layer's type name ``kind``, and the entry of the JSON size table.
+
+    A stand-in is made from a live layer by :meth:`from_layer`; ``deploy/freeze.py``
+    picks the stand-in class for a layer type from its ``STAND_INS`` mapping."""
+
+    kind: str = ''
+    sizes: Dict[Size, Size]
+
+    @classmethod
+    def from_layer(cls, layer: ResizingLayer, sizes: Dict[Size, Size],
+                   name: str = '') -> 'FrozenLayer':
+        """The stand-in of ``layer`` at the input -> output ``sizes`` it saw."""
+        raise NotImplementedError
+
+    def table_entry(self) -> Dict[str, Any]:
+        """This layer's entry of the frozen size table (``frozen_sizes.json``)."""
+        return dict(type=self.kind, sizes=[dict(input=list(i), output=list(o))
+                                           for i, o in self.sizes.items()])
+
+
+class FrozenDynOPool(FrozenLayer):
     """A DynOPool with its sizes fixed: bilinear resize to ``(2h, 2w)`` + 2x2 pooling.
 
     Args:
@@ -48,6 +69,8 @@ class FrozenDynOPool(nn.Module):
         aggregation (str): ``'max'`` or ``'avg'``, as the original DynOPool.
         name (str): where the pool lives in the model (for error messages).
     """
+
+    kind = 'DynOPool'
 
     def __init__(self, sizes: Dict[Size, Size], aggregation: str = 'max',
                  name: str = '') -> None:
@@ -69,6 +92,14 @@ class FrozenDynOPool(nn.Module):
         (h_in, w_in), (h, w) = next(iter(self.sizes.items()))
         self.register_buffer('alpha', torch.tensor([h_in / h, w_in / w]),
                              persistent=False)
+
+    @classmethod
+    def from_layer(cls, layer: DynOPool, sizes: Dict[Size, Size],
+                   name: str = '') -> 'FrozenDynOPool':
+        return cls(sizes, layer.aggregation, name)
+
+    def table_entry(self) -> Dict[str, Any]:
+        return dict(super().table_entry(), aggregation=self.aggregation)
 
     @property
     def ratio(self) -> Tensor:
@@ -100,7 +131,7 @@ class FrozenDynOPool(nn.Module):
         return F.avg_pool2d(z, 2)
 
 
-class FrozenResizingLayer(nn.Module):
+class FrozenResizingLayer(FrozenLayer):
     """A ShapeAdaptor or DiffStride with its parameter and therefore its sizes fixed.
 
     The forward is the layer's own forward (called directly, so no module hooks run and
@@ -116,13 +147,14 @@ class FrozenResizingLayer(nn.Module):
         name (str): where the layer lives in the model (for error messages).
     """
 
-    def __init__(self, layer: nn.Module, sizes: Dict[Size, Size], name: str = '') -> None:
+    def __init__(self, layer: ResizingLayer, sizes: Dict[Size, Size],
+                 name: str = '') -> None:
         super().__init__()
-        param = ratio_parameter(layer)
+        param = layer.ratio_parameter()
         self.sizes = _size_table(sizes)
         self.name = name
         self.kind = type(layer).__name__
-        self.param_name = 'stride' if isinstance(layer, DiffStride) else 'alpha'
+        self.param_name = layer.ratio_param_name
         for p in layer.parameters():
             p.requires_grad_(False)
         # Not a submodule: the frozen model must not contain a live resizing layer.
@@ -130,6 +162,11 @@ class FrozenResizingLayer(nn.Module):
         self.register_buffer(self.param_name, param.detach().clone())
         self.last_size: Optional[Size] = None
         self.last_input_size: Optional[Size] = None
+
+    @classmethod
+    def from_layer(cls, layer: ResizingLayer, sizes: Dict[Size, Size],
+                   name: str = '') -> 'FrozenResizingLayer':
+        return cls(layer, sizes, name)
 
     @property
     def ratio(self) -> Tensor:
@@ -147,11 +184,11 @@ class FrozenResizingLayer(nn.Module):
         if out_size is None:
             raise _wrong_size(f'Frozen{self.kind}', self.name, self.sizes, in_size)
         layer = self._layer
-        param = ratio_parameter(layer)
+        param = layer.ratio_parameter()
         value = getattr(self, self.param_name)
         if param.device != value.device:
             layer.to(value.device)
-            param = ratio_parameter(layer)
+            param = layer.ratio_parameter()
         if not torch.equal(param, value):  # e.g. after load_state_dict
             with torch.no_grad():
                 param.copy_(value)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.cost import call_model
-from ..ops import dynopool_layers
+from ..layers import resizing_layers
 
 #: File name of the exported model (written by the freeze tool).
 ONNX_FILE = 'model.onnx'
@@ -53,7 +53,7 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str,
     dynamic unless ``dynamic_batch=False``. Input name ``input``, outputs ``output``
     (``output0``, ``output1``... for several).
     """
-    if dynopool_layers(model):
+    if resizing_layers(model):
         raise ValueError('export_onnx: the model still has learnable resizing layers; '
                          'freeze it first with freeze_dynopool(model, input_shape)')
     kinds = {getattr(m, 'kind', None) for m in model.modules()}

@@ -8,10 +8,11 @@ Everything that counts compute goes through this module: the GMACs hook's loss
   ``no_grad``, the model's train/eval mode restored afterwards;
 * the ``mmengine.analysis.FlopAnalyzer`` set-up (:func:`flop_count`; one multiply-add =
   one flop, its warnings off);
-* **one rule for a resizing layer's own cost** (:func:`resize_call_gmacs`): a DynOPool
-  call costs :func:`dynopool_call_gmacs` (4 MACs per bilinear sample, 4 samples per
-  output cell, as mmengine counts a bilinear resize), a ShapeAdaptor or DiffStride call
-  its layer's ``count_macs``. FlopAnalyzer does not see all of these ops (DynOPool's
+* **one rule for a resizing layer's own cost**: its ``count_macs`` method
+  (:class:`~mmseg_dynopool.layers.ResizingLayer`; DynOPool: 4 MACs per bilinear sample,
+  4 samples per output cell, as mmengine counts a bilinear resize), applied to each
+  recorded call by :func:`resize_call_gmacs`. FlopAnalyzer does not see all of these
+  ops (DynOPool's
   ``'max'`` sampling is a custom autograd function, DiffStride's FFT is unsupported), so
   whatever it attributes to a resizing layer is dropped and the rule is used instead -
   in :func:`profile_gmacs` (so the Eq. 4.7 estimate includes the layers' own cost) and
@@ -43,9 +44,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..ops import DynOPool, dynopool_layers
-
-Size = Tuple[int, int]
+from ..layers import ResizingLayer, resizing_layers
+from ..utils.pairs import Size
 #: One call of a resizing layer: ``(channels, input (h, w), output (h, w))``.
 Call = Tuple[int, Size, Size]
 
@@ -100,12 +100,12 @@ def probe_and_count(model: nn.Module, input_shape: Sequence[int], in_channels: i
                     ) -> Tuple[Dict[int, List[Call]], float, Dict[str, int]]:
     """The probe forward once with forward hooks, then FlopAnalyzer once.
 
-    Records every call of every resizing layer (:func:`~mmseg_dynopool.dynopool_layers`)
+    Records every call of every resizing layer (:func:`~mmseg_dynopool.resizing_layers`)
     as ``{id(layer): [(channels, in_size, out_size), ...]}``; ``install`` may register
     extra hooks for the probe forward (it returns their handles). Returns
     ``(calls, total_flops, flops_by_module)``.
     """
-    layers = dynopool_layers(model)
+    layers = resizing_layers(model)
     calls: Dict[int, List[Call]] = {id(m): [] for _, m in layers}
 
     def record(module, args, out):
@@ -125,35 +125,24 @@ def probe_and_count(model: nn.Module, input_shape: Sequence[int], in_channels: i
 
 
 # ------------------------------------------------------------- a resizing layer's cost
-def dynopool_call_gmacs(channels: int, out_size: Sequence[int]) -> float:
-    """GMACs of one DynOPool call on one image producing ``out_size = (h, w)``.
+def resize_call_gmacs(layer: ResizingLayer, channels: int, in_size: Sequence[int],
+                      out_size: Sequence[int]) -> float:
+    """GMACs of one recorded call of a resizing layer on one image: the layer's own
+    rule, ``layer.count_macs((1, C, H, W)) / 1e9`` at its current parameter (which
+    gives ``out_size`` for ``in_size`` right after the recorded forward)."""
+    if not isinstance(layer, ResizingLayer):
+        raise TypeError(f'{type(layer).__name__} is not a ResizingLayer: it has no cost '
+                        'rule (count_macs)')
+    return layer.count_macs((1, int(channels), int(in_size[0]), int(in_size[1]))) / 1e9
 
-    Counted like mmengine counts bilinear resizes (4 multiply-adds per bilinear sample),
-    with 4 samples per output cell (Eq. 4.2), i.e. ``4 * C * 2h * 2w``; the max/mean over
-    the four samples is not a MAC (mmengine does not count pooling either).
-    """
+
+def dynopool_call_gmacs(channels: int, out_size: Sequence[int]) -> float:
+    """Deprecated: :meth:`DynOPool.count_macs` is the rule (``4 C (2h) (2w)`` MACs)."""
     h, w = out_size
     return 4.0 * channels * (2 * h) * (2 * w) / 1e9
 
 
-def resize_call_gmacs(layer: nn.Module, channels: int, in_size: Sequence[int],
-                      out_size: Sequence[int]) -> float:
-    """GMACs of one call of a resizing layer on one image (the one rule).
-
-    DynOPool: :func:`dynopool_call_gmacs`; any other layer (ShapeAdaptor, DiffStride):
-    its ``count_macs((1, C, H, W)) / 1e9`` at its current parameters (which give
-    ``out_size`` for ``in_size`` when called right after the forward).
-    """
-    if isinstance(layer, DynOPool):
-        return dynopool_call_gmacs(channels, out_size)
-    count = getattr(layer, 'count_macs', None)
-    if count is None:
-        raise TypeError(f'{type(layer).__name__} has no cost rule: a resizing layer '
-                        'needs a count_macs(input_shape) method')
-    return count((1, int(channels), int(in_size[0]), int(in_size[1]))) / 1e9
-
-
-def calls_gmacs(layer: nn.Module, calls: Sequence[Call]) -> float:
+def calls_gmacs(layer: ResizingLayer, calls: Sequence[Call]) -> float:
     """GMACs of all recorded ``calls`` of ``layer`` (see :func:`resize_call_gmacs`)."""
     return sum(resize_call_gmacs(layer, c, i, o) for c, i, o in calls)
 
@@ -242,7 +231,7 @@ def profile_gmacs(model: nn.Module, input_shape: Tuple[int, int],
     mode and restored afterwards; its parameters are used as they are (pass a model at
     its initial state for Eq. 4.7).
     """
-    pools = dynopool_layers(model)
+    pools = resizing_layers(model)
     if not pools:
         raise ValueError('profile_gmacs: the model has no learnable resizing layer '
                          '(DynOPool, ShapeAdaptor or DiffStride)')
@@ -347,7 +336,7 @@ def reset_to_initial_ratios(model: nn.Module) -> None:
     """Set every resizing layer back to its initial ratio (in place), through the
     layer's own ``reset_parameters_to_initial`` (DynOPool: ``alpha = 1 / init_ratio``)."""
     with torch.no_grad():
-        for _, layer in dynopool_layers(model):
+        for _, layer in resizing_layers(model):
             reset = getattr(layer, 'reset_parameters_to_initial', None)
             if reset is not None:
                 reset()

@@ -65,7 +65,7 @@ def build(seed: int):
 
 def measure(crop: Tuple[int, int], seeds: int, batches: int, batch: int
             ) -> Dict[str, Tuple[float, float]]:
-    from mmseg_dynopool import dynopool_layers
+    from mmseg_dynopool import resizing_layers
     grads: Dict[str, List[Tuple[float, float]]] = {}
     for seed in range(seeds):
         model = build(seed)
@@ -77,7 +77,7 @@ def measure(crop: Tuple[int, int], seeds: int, batches: int, batch: int
             logits = F.interpolate(logits, size=crop, mode='bilinear',
                                    align_corners=False)
             F.cross_entropy(logits, labels).backward()
-            for name, pool in dynopool_layers(model):
+            for name, pool in resizing_layers(model):
                 g = pool.alpha.grad.abs().tolist()
                 grads.setdefault(name, []).append((g[0], g[1]))
     return {name: (statistics.mean(g[0] for g in v), statistics.mean(g[1] for g in v))

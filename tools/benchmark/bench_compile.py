@@ -37,7 +37,7 @@ def loss_fn(model, x):
 
 
 def run(model, step_fn, steps: int, alpha_lr: float):
-    from mmseg_dynopool import DynOPool
+    from mmseg_dynopool import resizing_layers
     alphas = [p for n, p in model.named_parameters() if n.endswith('alpha')]
     others = [p for n, p in model.named_parameters() if not n.endswith('alpha')]
     opt = torch.optim.SGD([dict(params=others), dict(params=alphas, lr=alpha_lr)], lr=0.02)
@@ -50,7 +50,7 @@ def run(model, step_fn, steps: int, alpha_lr: float):
         loss.backward()
         opt.step()
         elapsed = time.perf_counter() - start
-        sizes = tuple(m.last_size for m in model.modules() if isinstance(m, DynOPool))
+        sizes = tuple(m.last_size for _, m in resizing_layers(model))
         rows.append((elapsed, sizes not in seen))
         seen.add(sizes)
     return rows, len(seen)

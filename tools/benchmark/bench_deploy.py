@@ -66,10 +66,10 @@ def hrnet48_pair(size: int) -> Tuple[nn.Module, nn.Module, str]:
 def _scale_to_budget(dp: nn.Module, human_gmacs: float, target: float, size: int) -> str:
     """Scale every pool's ratio by one factor (bisection) so the GMACs are <= target x
     the human model's."""
-    from mmseg_dynopool import dynopool_layers
+    from mmseg_dynopool import resizing_layers
     from mmseg_dynopool.models.cost import count_gmacs
-    from mmseg_dynopool.ops import ratio_parameter, scale_ratio
-    pools = [p for _, p in dynopool_layers(dp)]
+    from mmseg_dynopool.layers import ratio_parameter, scale_ratio
+    pools = [p for _, p in resizing_layers(dp)]
     start = [ratio_parameter(p).detach().clone() for p in pools]
 
     def cost(factor: float) -> float:

@@ -95,7 +95,7 @@ class Timer:
 
 def hrnet_pool_shapes(device: torch.device, batch: int, size: int) -> Counter:
     """Input shapes (with call counts) of DynOPool HRNet-W48's pools at ``size``."""
-    from mmseg_dynopool import DynOPool
+    from mmseg_dynopool import resizing_layers
     from mmseg_dynopool.models.backbones import DynOPoolHRNet
     sys.path.insert(0, HERE)
     from bench_hrnet import W48
@@ -103,7 +103,7 @@ def hrnet_pool_shapes(device: torch.device, batch: int, size: int) -> Counter:
     shapes: Counter = Counter()
     handles = [m.register_forward_pre_hook(
         lambda mod, args: shapes.update([tuple(args[0].shape)]))
-        for m in model.modules() if isinstance(m, DynOPool)]
+        for _, m in resizing_layers(model)]
     with torch.no_grad():
         model(torch.zeros(batch, 3, size, size, device=device))
     for h in handles:

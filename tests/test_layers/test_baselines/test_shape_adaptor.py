@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from mmseg_dynopool.ops import ShapeAdaptor, shape_adaptor_size_limit
+from mmseg_dynopool.layers import ShapeAdaptor, shape_adaptor_size_limit
 
 
 def _set_alpha(layer: ShapeAdaptor, value: float) -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
-from mmseg_dynopool.ops import DiffStride, spectral_output_sizes, spectral_pool
+from mmseg_dynopool.layers import DiffStride, spectral_output_sizes, spectral_pool
 
 
 def _band_limited(h: int, w: int, kmax: int, seed: int = 0) -> torch.Tensor:

@@ -19,13 +19,13 @@ import pytest
 import torch
 from torch import nn
 
-import mmseg_dynopool.ops.diffstride as diffstride_module
-from mmseg_dynopool import DynOPool, dynopool_layers
+import mmseg_dynopool.layers.baselines.diffstride as diffstride_module
+from mmseg_dynopool import DynOPool, resizing_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 from mmseg_dynopool.models.cost import profile_gmacs
-from mmseg_dynopool.ops import (DiffStride, ShapeAdaptor, ratio_parameter,
+from mmseg_dynopool.layers import (DiffStride, ShapeAdaptor, ratio_parameter,
                                 spectral_output_sizes)
-from mmseg_dynopool.ops.host_cache import LIVE_LAYERS
+from mmseg_dynopool.layers.host_cache import LIVE_LAYERS
 
 from ..conftest import cuda_sync_messages
 from .test_dynopool_host_sync import EXTRA, _py_reads, count_host_reads
@@ -75,7 +75,7 @@ def _iteration(model, opt, profile, layers, x, loss=None) -> float:
 def test_one_host_read_per_training_iteration(with_dynopool):
     torch.manual_seed(0)
     model = _Mixed(with_dynopool).train()
-    layers = [m for _, m in dynopool_layers(model)]
+    layers = [m for _, m in resizing_layers(model)]
     assert len(layers) == (5 if with_dynopool else 4)
     profile = profile_gmacs(model, (29, 34))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -108,7 +108,7 @@ def test_gmacs_loss_estimate_reads_nothing_more():
     are those of the chain without them."""
     torch.manual_seed(0)
     model = _Mixed(with_dynopool=True).train()
-    layers = [m for _, m in dynopool_layers(model)]
+    layers = [m for _, m in resizing_layers(model)]
     profile = profile_gmacs(model, (29, 34))
     assert any(p is not None for p in profile.pool_parents)  # layers are chained
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -145,7 +145,7 @@ def test_one_host_read_per_training_iteration_hrnet(kind):
     torch.manual_seed(0)
     cfg = dict(type=kind, r1=0.25) if kind == 'ShapeAdaptor' else dict(type=kind)
     model = DynOPoolHRNet(EXTRA, dynopool_cfg=cfg).train()
-    layers = [m for _, m in dynopool_layers(model)]
+    layers = [m for _, m in resizing_layers(model)]
     assert len(layers) == 5 and {type(m).__name__ for m in layers} == {kind}
     calls = []
     for layer in layers:
@@ -172,7 +172,7 @@ def test_cuda_sync_debug_mode_one_sync_per_iteration():
     """On a GPU, torch's own sync detector sees one synchronisation per iteration."""
     torch.manual_seed(0)
     model = _Mixed(with_dynopool=True).cuda().train()
-    layers = [m for _, m in dynopool_layers(model)]
+    layers = [m for _, m in resizing_layers(model)]
     profile = profile_gmacs(model, (29, 34))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     x = torch.randn(2, 3, 29, 34, device='cuda')
@@ -393,7 +393,7 @@ def test_diffstride_guard_in_the_batched_read(monkeypatch):
 def test_shape_adaptor_size_limit_reads_once():
     layers = [ShapeAdaptor(0.9), ShapeAdaptor(0.8), ShapeAdaptor(0.7)]
     expected = 64 * 0.9 * 0.8 * 0.7
-    from mmseg_dynopool.ops import shape_adaptor_size_limit
+    from mmseg_dynopool.layers import shape_adaptor_size_limit
     with count_host_reads() as counts:
         p = shape_adaptor_size_limit(layers, 64, 16)
     assert _py_reads(counts) == 1, counts

@@ -27,11 +27,11 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import mmseg_dynopool.ops.dynopool as dynopool_module
-from mmseg_dynopool import DynOPool, dynopool_layers
+import mmseg_dynopool.layers.dynopool as dynopool_module
+from mmseg_dynopool import DynOPool, resizing_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 from mmseg_dynopool.ops import dynopool_sample, query_positions
-from mmseg_dynopool.ops.host_cache import LIVE_LAYERS
+from mmseg_dynopool.layers.host_cache import LIVE_LAYERS
 
 from ..conftest import cuda_sync_messages, tiny_hrnet_extra
 
@@ -99,7 +99,7 @@ def _calls(model: nn.Module) -> Dict[int, int]:
     def hook(module, args):
         calls[id(module)] = calls.get(id(module), 0) + 1
 
-    for _, pool in dynopool_layers(model):
+    for _, pool in resizing_layers(model):
         pool.register_forward_pre_hook(hook)
     return calls
 
@@ -133,7 +133,7 @@ def test_one_host_read_per_training_iteration_hrnet(hrnet):
         assert _py_reads(counts) == 1, counts
         assert counts.get('tolist') == 1, counts
         alphas.append(torch.stack([p.alpha.detach().clone() for _, p in
-                                   dynopool_layers(hrnet)]))
+                                   resizing_layers(hrnet)]))
     assert not torch.equal(alphas[0], alphas[-1])  # alpha did move every step
     with torch.no_grad():
         with count_host_reads() as counts:
@@ -151,12 +151,12 @@ def test_one_host_read_per_iteration_as_mmengine_loops_drive_it(hrnet):
     opt = torch.optim.SGD(hrnet.parameters(), lr=1e-3)
     x = torch.randn(1, 3, 48, 48)
     _hrnet_step(hrnet, opt, x)
-    [p.host_ratio for _, p in dynopool_layers(hrnet)]  # as the hook logs after a step
+    [p.host_ratio for _, p in resizing_layers(hrnet)]  # as the hook logs after a step
     for _ in range(3):
         with count_host_reads() as counts:
             hrnet.train()
             _hrnet_step(hrnet, opt, x)
-            ratios = [p.host_ratio for _, p in dynopool_layers(hrnet)]  # hook logging
+            ratios = [p.host_ratio for _, p in resizing_layers(hrnet)]  # hook logging
         assert _py_reads(counts) == 1, counts
     assert all(isinstance(v, float) for r in ratios for v in r)
 

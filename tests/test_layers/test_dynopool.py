@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmseg_dynopool import DynOPool, dynopool_layers
+from mmseg_dynopool import DynOPool, resizing_layers
 from mmseg_dynopool.ops import (dynopool_sample, dynopool_sample_reference, output_size,
                                 query_positions)
 
@@ -177,10 +177,10 @@ def test_dynopool_layers_distinct_and_ordered():
     shared = DynOPool(0.5)
     model = nn.Sequential(DynOPool(0.5), nn.Conv2d(1, 1, 1), shared,
                           nn.Sequential(shared, DynOPool(0.7)))
-    layers = dynopool_layers(model)
+    layers = resizing_layers(model)
     assert [n for n, _ in layers] == ['0', '2', '3.1']
     assert layers[1][1] is shared
-    assert dynopool_layers(model) == layers
+    assert resizing_layers(model) == layers
 
 
 @pytest.mark.parametrize('bad', [0, -0.5, float('nan'), float('inf'), (0.5, 0.0),
