@@ -5,12 +5,14 @@ Importing the package registers its modules in the OpenMMLab registries (use it 
 loader for local checkpoints that uses ``torch.load(weights_only=True)`` with a minimal
 allow-list (see ``utils/checkpoint_compat.py``).
 """
-from .ops import DynOPool, dynopool_layers
+from .layers import (DiffStride, DynOPool, ResizingLayer, ShapeAdaptor,  # noqa: F401
+                     dynopool_layers, resizing_layers)
 from .utils import install_checkpoint_compat
 
 install_checkpoint_compat()
 
-from . import analysis, datasets, engine, models  # noqa: E402,F401  (registration)
+from . import datasets, dropclass, engine, models  # noqa: E402,F401  (registration)
 
 __version__ = '0.1.0'
-__all__ = ['DynOPool', 'dynopool_layers', '__version__']
+__all__ = ['DynOPool', 'ShapeAdaptor', 'DiffStride', 'ResizingLayer', 'resizing_layers',
+           'dynopool_layers', '__version__']

@@ -1,33 +1,41 @@
-"""Plots of a DynOPool training run (``tools/analysis/plot_dynopool.py``).
+"""Plots of DynOPool runs: training curves, feature maps (Figure 5.1), trade-off (5.2).
 
-* :func:`plot_training_curves`: ``r_h``/``r_w`` of every DynOPool and the GMACs estimate
-  over the training iterations, from the scalars ``DynOPoolGMACsHook`` logs (mmengine's
-  ``LocalVisBackend`` writes them to ``WORK_DIR/<timestamp>/vis_data/scalars.json``, one
-  folder per start of a run; :func:`load_scalar_logs` stitches them).
+* :func:`plot_training_curves`: ``r_h``/``r_w`` of every resizing layer and the GMACs
+  estimate over the training iterations, from the scalars ``DynOPoolGMACsHook`` logs
+  (read and stitched across runs by :mod:`mmseg_dynopool.analysis.workdir`).
 * :func:`plot_feature_maps`: the feature-map sizes of several models drawn to scale as
   rectangles, one row per model, in the manner of the thesis' Figure 5.1.
 * :func:`plot_work_dir`: both for a training work dir (last checkpoint + the config
-  mmengine dumped there), next to a baseline work dir or the initial state.
+  mmengine dumped there), next to a baseline work dir or the initial state
+  (``tools/analysis/plot_dynopool.py``).
+* :func:`plot_tradeoff`: accuracy vs GMACs curves of a trade-off sweep
+  (:mod:`mmseg_dynopool.analysis.tradeoff`).
 
-matplotlib is imported lazily with the Agg backend (no display needed).
+The per-class DropClass plot lives with the DropClass report
+(:func:`mmseg_dynopool.dropclass.report.plot_gain_vs_frequency`). matplotlib is
+imported lazily with the Agg backend (no display needed).
 """
 import copy
-import glob
+import importlib
 import json
 import os
 import os.path as osp
-import re
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
-Series = Tuple[List[int], List[float]]
+from .workdir import (Series, dumped_config, dynopool_series, find_scalar_logs,
+                      last_miou, latest_checkpoint, load_scalar_logs)
 
 #: Names of the files :func:`plot_work_dir` writes.
 TRAINING_PNG = 'dynopool_training.png'
 FEATURE_MAPS_PNG = 'feature_maps.png'
 FEATURE_MAPS_JSON = 'feature_maps.json'
 
-_RATIO_KEY = re.compile(r'^(?:train/)?(?P<pool>.+)/(?P<axis>r_h|r_w)$')
-_GMACS_KEYS = ('gmacs', 'train/gmacs')
+# (key in tradeoff.json, legend, marker, what the point annotation shows)
+CURVES = (('human', 'human-designed (input scale)', 'o', 'scale'),
+          ('dynopool', 'DynOPool (GMACs budget)', 's', 'target'),
+          ('shapeadaptor', 'Shape Adaptor (GMACs budget)', '^', 'target'),
+          ('diffstride', 'DiffStride (GMACs budget)', 'D', 'target'))
 
 
 def _pyplot():
@@ -35,109 +43,6 @@ def _pyplot():
     matplotlib.use('Agg', force=True)
     import matplotlib.pyplot as plt
     return plt
-
-
-def _read_jsonl(path: str) -> List[dict]:
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by an interrupted run
-    return rows
-
-
-def _has_dynopool_scalars(rows: Sequence[dict]) -> bool:
-    return any('iter' in r and any(_RATIO_KEY.match(k) for k in r) for r in rows)
-
-
-def _run_key(path: str) -> Tuple[str, float]:
-    """Time order of ``WORK_DIR/<timestamp>/vis_data/scalars.json`` files: mmengine names
-    the run folders ``YYYYMMDD_HHMMSS``, so the name orders them (then the mtime)."""
-    return osp.basename(osp.dirname(osp.dirname(path))), osp.getmtime(path)
-
-
-def find_scalar_logs(work_dir: str) -> List[str]:
-    """Every ``WORK_DIR/<timestamp>/vis_data/scalars.json`` with DynOPool ratios, oldest
-    run first (a run interrupted and resumed has one folder per start). Runs without
-    DynOPool scalars (e.g. a test-only run) are skipped."""
-    candidates = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')),
-                        key=_run_key)
-    return [p for p in candidates if _has_dynopool_scalars(_read_jsonl(p))]
-
-
-def find_scalar_log(work_dir: str) -> Optional[str]:
-    """Newest ``WORK_DIR/<timestamp>/vis_data/scalars.json`` with DynOPool ratios (None
-    if there is none); :func:`find_scalar_logs` gives all of them."""
-    logs = find_scalar_logs(work_dir)
-    return logs[-1] if logs else None
-
-
-def _training_rows(path: str) -> Dict[int, Dict[str, float]]:
-    """``{iteration: {key: value}}`` of the training lines (those with ``iter``) of one
-    ``scalars.json``; a later line of the same iteration overrides an earlier one (the
-    GMACs hook writes the projected model's values as a line of its own)."""
-    rows: Dict[int, Dict[str, float]] = {}
-    for row in _read_jsonl(path):
-        if 'iter' not in row:
-            continue  # validation lines carry 'step' only
-        values = rows.setdefault(int(row['iter']), {})
-        for key, value in row.items():
-            if key in ('iter', 'step', 'epoch') or isinstance(value, bool) or \
-                    not isinstance(value, (int, float)):
-                continue
-            values[key] = float(value)
-    return rows
-
-
-def load_scalar_logs(paths: Sequence[str]) -> Dict[str, Series]:
-    """``{key: (iterations, values)}`` of several runs of one work dir stitched in the
-    order given (oldest first, as :func:`find_scalar_logs` returns them).
-
-    A later run takes over from its first logged iteration: a resumed run continues the
-    curve, and where it restarts from an earlier checkpoint than the previous run had
-    reached (or is a new run from iteration 1), its iterations override the earlier
-    run's and the earlier run's later iterations, from a trajectory that was abandoned,
-    are dropped.
-    """
-    merged: Dict[int, Dict[str, float]] = {}
-    for path in paths:
-        rows = _training_rows(path)
-        if not rows:
-            continue
-        first = min(rows)
-        merged = {it: vals for it, vals in merged.items() if it < first}
-        merged.update(rows)
-    series: Dict[str, Series] = {}
-    for it in sorted(merged):
-        for key, value in merged[it].items():
-            its, vals = series.setdefault(key, ([], []))
-            its.append(it)
-            vals.append(value)
-    return series
-
-
-def load_scalar_log(path: str) -> Dict[str, Series]:
-    """``{key: (iterations, values)}`` from the training lines (those with ``iter``)
-    of one mmengine ``scalars.json`` (one value per iteration: the last line's)."""
-    return load_scalar_logs([path])
-
-
-def dynopool_series(scalars: Dict[str, Series]
-                    ) -> Tuple[Dict[str, Dict[str, Series]], Optional[Series]]:
-    """Split logged scalars into ``{pool: {'r_h': series, 'r_w': series}}`` and the
-    GMACs series (None if it was not logged)."""
-    ratios: Dict[str, Dict[str, Series]] = {}
-    for key, values in scalars.items():
-        match = _RATIO_KEY.match(key)
-        if match:
-            ratios.setdefault(match.group('pool'), {})[match.group('axis')] = values
-    gmacs = next((scalars[k] for k in _GMACS_KEYS if k in scalars), None)
-    return ratios, gmacs
 
 
 def plot_training_curves(scalars: Dict[str, Series], path: str,
@@ -249,48 +154,6 @@ def plot_feature_maps(rows: Sequence[Dict], path: str,
     return path
 
 
-def latest_checkpoint(work_dir: str) -> str:
-    """The checkpoint named in ``WORK_DIR/last_checkpoint`` (resolved as written, or
-    inside ``work_dir`` if the run was moved), else the newest ``iter_*/epoch_*.pth``."""
-    last = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(last):
-        with open(last) as f:
-            path = f.read().strip()
-        for candidate in (path, osp.join(work_dir, osp.basename(path))):
-            if path and osp.isfile(candidate):
-                return candidate
-    found = glob.glob(osp.join(work_dir, 'iter_*.pth')) + \
-        glob.glob(osp.join(work_dir, 'epoch_*.pth'))
-    if not found:
-        raise FileNotFoundError(f'no checkpoint in {work_dir} (no last_checkpoint file, '
-                                'no iter_*.pth / epoch_*.pth)')
-    return max(found, key=lambda p: (int(re.findall(r'(\d+)\.pth$', p)[0]),
-                                     osp.getmtime(p)))
-
-
-def dumped_config(work_dir: str) -> str:
-    """The config mmengine dumped into ``WORK_DIR`` (``WORK_DIR/<config name>.py``);
-    the newest if there are several."""
-    found = [p for p in glob.glob(osp.join(work_dir, '*.py')) if osp.isfile(p)]
-    if not found:
-        raise FileNotFoundError(f'no dumped config (*.py) in {work_dir}')
-    return max(found, key=osp.getmtime)
-
-
-def last_miou(work_dir: str) -> Optional[float]:
-    """The last ``mIoU`` logged in the newest run of ``work_dir`` that logged one
-    (training runs, or test runs one folder down as ``run_main_job.py`` puts them in
-    ``WORK_DIR/test``); None if never."""
-    best: Optional[Tuple[str, float]] = None
-    for path in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')) + \
-            glob.glob(osp.join(work_dir, '*', '*', 'vis_data', 'scalars.json')):
-        run = osp.basename(osp.dirname(osp.dirname(path)))
-        values = [r['mIoU'] for r in _read_jsonl(path) if 'mIoU' in r]
-        if values and (best is None or run > best[0]):
-            best = (run, float(values[-1]))
-    return best[1] if best else None
-
-
 def _feature_row(name: str, report: Dict) -> Dict:
     """A :func:`plot_feature_maps` row from a :func:`model_report` dict: the HRNet
     levels when there are any, else the DynOPool output sizes."""
@@ -321,9 +184,10 @@ def plot_work_dir(work_dir: str, baseline: Optional[str] = None,
     """
     from mmengine.config import Config
 
-    from ..ops import dynopool_layers
+    from ..layers import resizing_layers
+    from ..models.build import build_model_from_config
     from ..models.cost import reset_to_initial_ratios
-    from .report import build_model_from_config, model_report, training_input_shape
+    from .report import model_report, training_input_shape
 
     out_dir = out_dir or osp.join(work_dir, 'plots')
     os.makedirs(out_dir, exist_ok=True)
@@ -346,7 +210,7 @@ def plot_work_dir(work_dir: str, baseline: Optional[str] = None,
                          '--shape H W')
     checkpoint = latest_checkpoint(work_dir)
     model = build_model_from_config(cfg, checkpoint)
-    if not dynopool_layers(model):
+    if not resizing_layers(model):
         raise ValueError(f'the model of {config} has no DynOPool layer')
     learned = _feature_row('DynOPool (learned)', model_report(model, shape))
     learned['miou'] = last_miou(work_dir)
@@ -368,3 +232,52 @@ def plot_work_dir(work_dir: str, baseline: Optional[str] = None,
                        baseline=baseline, rows=rows), f, indent=2)
     written.append(osp.join(out_dir, FEATURE_MAPS_JSON))
     return written
+
+
+def plot_tradeoff(data: Dict, path: str, title: Optional[str] = None) -> str:
+    """Metric vs GMACs of every curve of a trade-off sweep (``tradeoff.json``'s
+    content, :func:`mmseg_dynopool.analysis.tradeoff.tradeoff`); error bars = standard
+    deviation over seeds. Returns ``path``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for key, label, marker, tag in CURVES:
+        points = sorted(data.get(key, []), key=lambda p: p['gmacs'])
+        if not points:
+            continue
+        ax.errorbar([p['gmacs'] for p in points], [p['metric'] for p in points],
+                    yerr=[p['metric_std'] for p in points],
+                    xerr=[p.get('gmacs_std', 0.0) for p in points], marker=marker,
+                    capsize=3, label=label)
+        for p in points:
+            ax.annotate(f"{p[tag]:g}", (p['gmacs'], p['metric']), fontsize=7,
+                        textcoords='offset points', xytext=(3, 3))
+    metric_key = next((p['metric_key'] for k, *_ in CURVES for p in data.get(k, [])),
+                      'metric')
+    ax.set_xlabel('GMACs per image')
+    ax.set_ylabel(metric_key)
+    ax.set_title(title or 'Accuracy vs GMACs (Figure 5.2)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches='tight')
+    plt.close(fig)
+    return path
+
+
+# Work-dir readers that lived here until they got a module of their own; the ones
+# plot_work_dir uses are imported above and resolve without a warning.
+_MOVED_TO_WORKDIR = ('find_scalar_log', 'load_scalar_log')
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_WORKDIR:
+        warnings.warn(f'mmseg_dynopool.analysis.plots.{name} moved to '
+                      f'mmseg_dynopool.analysis.workdir.{name}', DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module('mmseg_dynopool.analysis.workdir'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['CURVES', 'FEATURE_MAPS_JSON', 'FEATURE_MAPS_PNG', 'TRAINING_PNG',
+           'plot_feature_maps', 'plot_tradeoff', 'plot_training_curves',
+           'plot_work_dir']

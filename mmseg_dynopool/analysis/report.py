@@ -22,7 +22,8 @@ from torch import nn
 from ..models.build import (CheckpointMismatchError,  # noqa: F401
                             build_model_from_config)
 from ..models.cost import calls_gmacs, dynopool_call_gmacs, probe_and_count
-from ..ops import DynOPool, dynopool_layers
+from ..layers import DynOPool
+from ..layers import resizing_layers as dynopool_layers
 
 
 class NoDynOPoolError(ValueError):

@@ -5,10 +5,10 @@ A run is one ``tools/train.py`` invocation of mmseg (or mmpretrain, by the confi
 ``torchrun`` for several GPUs. Its output is streamed: every mmengine log line goes to
 ``WORK_DIR/run.log`` and a one-line progress summary (iteration, loss, ETA, the GMACs
 hook's ``gmacs``) is printed as it happens. After the run, the final validation metric is
-read from mmengine's ``vis_data/scalars.json`` and a ``result.json`` marks it as done, so
-an interrupted sweep can continue where it stopped.
+read from mmengine's ``vis_data/scalars.json`` (:mod:`mmseg_dynopool.analysis.workdir`)
+and a ``result.json`` marks it as done, so an interrupted sweep can continue where it
+stopped. :func:`mean_std` summarises the runs of several seeds.
 """
-import glob
 import json
 import os
 import os.path as osp
@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 from typing import Dict, List, Optional, Sequence
+
+from .workdir import final_metric, latest_checkpoint
 
 # mmengine's config parsing (pkg_resources) is not thread-safe; runs may be started
 # from several threads (run_main_job.py --jobs).
@@ -84,23 +86,6 @@ def run_streaming(cmd: Sequence[str], log_path: str, label: str, cwd: str,
     return text
 
 
-def final_metric(work_dir: str, key: str) -> float:
-    """The last value of ``key`` that mmengine logged in ``WORK_DIR/*/vis_data``."""
-    found = []
-    for path in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')):
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    row = json.loads(line)
-                    if key in row:
-                        found.append((osp.getmtime(path), row.get('step', 0), row[key]))
-    if not found:
-        raise ValueError(f'no {key!r} logged under {work_dir}/*/vis_data: did the run '
-                         'validate (val_interval <= max_iters, a val_evaluator)?')
-    return float(max(found, key=lambda t: (t[0], t[1]))[2])
-
-
 def train_run(config: str, work_dir: str, cfg_options: Sequence[str] = (),
               gpus: int = 1, label: str = 'train', cwd: Optional[str] = None,
               quiet: bool = False) -> Dict:
@@ -112,7 +97,6 @@ def train_run(config: str, work_dir: str, cfg_options: Sequence[str] = (),
     """
     from mmengine.config import Config
 
-    from .plots import latest_checkpoint
     done = osp.join(work_dir, 'result.json')
     if osp.isfile(done):
         with open(done) as f:

@@ -1,4 +1,4 @@
-"""Accuracy vs GMACs trade-off curves (thesis Figure 5.2) for any model.
+"""The accuracy vs GMACs trade-off sweep (thesis Figure 5.2) for any model.
 
 The human-designed model is trained and evaluated at several input scales (the thesis
 varies the input resolution of the human model, as NAS methods do); the DynOPool model
@@ -12,160 +12,26 @@ is trained ``seeds`` times through the OpenMMLab ``tools/train.py`` (see
 standard deviation over seeds. Each trained model's GMACs are counted at its evaluation
 input size: ``scale x crop`` for the human model, the crop for DynOPool.
 
-Scaling a config (:func:`scale_pipelines`) multiplies every spatial size of the train
-pipeline (``RandomResize``/``Resize`` ``scale``, ``RandomCrop``/``CenterCrop``
-``crop_size``, ``Pad`` ``size``, ``RandomResizedCrop``/``ResizeEdge`` ``scale``) and of
-the data preprocessor, and resizes evaluation images by the scale (mmseg: a ``Resize``
-with ``scale_factor`` before ``LoadAnnotations``, so labels stay at full resolution
-and predictions are scored at the original size; mmpretrain: the test pipeline's sizes).
+The configs of the points are made by :mod:`mmseg_dynopool.analysis.config_scaling`
+(input scale, budget, its unit); the plot is
+:func:`mmseg_dynopool.analysis.plots.plot_tradeoff`.
 """
-import copy
+import importlib
 import json
 import os
 import os.path as osp
-import threading
+import warnings
 from typing import Dict, List, Optional, Sequence
 
+from .config_scaling import (BUILD_LOCK, eval_shape, human_gmacs, resizing_method,
+                             scale_pipelines, set_budget)
+from .plots import plot_tradeoff
 from .runs import mean_std, train_run
-
-# Config dumping, model building and FlopAnalyzer run one thread at a time.
-_DESCRIBE_LOCK = threading.Lock()
-
-_SIZE_KEYS = {
-    'RandomResize': 'scale', 'Resize': 'scale', 'RandomCrop': 'crop_size',
-    'CenterCrop': 'crop_size', 'Pad': 'size', 'RandomResizedCrop': 'scale',
-    'ResizeEdge': 'scale',
-}
-
-
-def _scaled(value, scale: float):
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(round(value * scale))
-    if isinstance(value, (list, tuple)):
-        return type(value)(int(round(v * scale)) for v in value)
-    return value
-
-
-def _scale_pipeline(pipeline: List[dict], scale: float) -> None:
-    for step in pipeline:
-        key = _SIZE_KEYS.get(step.get('type'))
-        if key and step.get(key) is not None:
-            step[key] = _scaled(step[key], scale)
-        if step.get('type') == 'RandomChoiceResize' and step.get('scales'):
-            step['scales'] = [_scaled(s, scale) for s in step['scales']]
-
-
-def _dataloaders(cfg) -> List[dict]:
-    out = []
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        datasets = [loader['dataset']]
-        while datasets:
-            ds = datasets.pop()
-            if ds.get('datasets'):
-                datasets.extend(ds['datasets'])
-            elif ds.get('dataset'):
-                datasets.append(ds['dataset'])
-            else:
-                out.append((key, ds))
-    return out
-
-
-def scale_pipelines(cfg, scale: float):
-    """A copy of ``cfg`` whose inputs are ``scale`` times as large (see module doc)."""
-    cfg = copy.deepcopy(cfg)
-    if scale == 1.0:
-        return cfg
-    scope = cfg.get('default_scope', 'mmseg')
-    for key, ds in _dataloaders(cfg):
-        pipeline = ds.get('pipeline')
-        if pipeline is None:
-            continue
-        if key == 'train_dataloader' or scope != 'mmseg':
-            _scale_pipeline(pipeline, scale)
-        else:
-            # Resize the image only; annotations are loaded after it at full size.
-            has_resize = any(s.get('type') == 'Resize' for s in pipeline)
-            if has_resize:
-                for step in pipeline:
-                    if step.get('type') == 'Resize':
-                        step['scale'] = _scaled(step['scale'], scale)
-            else:
-                load = next(i for i, s in enumerate(pipeline)
-                            if s.get('type') == 'LoadImageFromFile')
-                pipeline.insert(load + 1, dict(type='Resize', scale_factor=scale,
-                                               keep_ratio=True))
-                ann = [i for i, s in enumerate(pipeline) if s.get('type') ==
-                       'LoadAnnotations']
-                if ann and ann[0] < load + 1:
-                    raise ValueError('LoadAnnotations before LoadImageFromFile: cannot '
-                                     'scale the evaluation images only')
-    pre = cfg.model.get('data_preprocessor')
-    if pre is not None and pre.get('size') is not None:
-        pre['size'] = _scaled(pre['size'], scale)
-    if cfg.get('crop_size') is not None:
-        cfg.crop_size = _scaled(cfg.crop_size, scale)
-    return cfg
-
-
-def eval_shape(cfg) -> List[int]:
-    """The (H, W) the model sees at evaluation: the crop / preprocessor size."""
-    pre = cfg.model.get('data_preprocessor') or {}
-    size = cfg.get('crop_size') or pre.get('size')
-    if size is None:
-        for step in cfg.get('test_dataloader', {}).get('dataset', {}).get('pipeline', []):
-            if step.get('type') in ('CenterCrop', ):
-                size = step['crop_size']
-    if size is None:
-        raise ValueError('cannot tell the evaluation input size: set crop_size or '
-                         'model.data_preprocessor.size in the config')
-    size = [size, size] if isinstance(size, int) else list(size)
-    return [int(size[0]), int(size[1])]
-
-
-def _set_budget(cfg, target_gmacs: float):
-    cfg = copy.deepcopy(cfg)
-    hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') ==
-             'DynOPoolGMACsHook']
-    if not hooks:
-        raise ValueError(f'{cfg.filename}: the config has no DynOPoolGMACsHook in '
-                         'custom_hooks')
-    hooks[0].pop('target_ratio', None)
-    hooks[0]['target_gmacs'] = float(target_gmacs)
-    return cfg
-
-
-def _build(cfg):
-    from .report import build_model_from_config
-    return build_model_from_config(cfg)
-
-
-def human_gmacs(cfg, shape: Sequence[int]) -> float:
-    """GMACs per image of the human model of ``cfg`` at ``shape`` (the budgets' unit)."""
-    from ..models.cost import count_gmacs
-    with _DESCRIBE_LOCK:
-        return count_gmacs(_build(cfg), tuple(shape))
-
-
-def resizing_method(cfg) -> str:
-    """Curve name of a config with learnable resizing layers: their type, lower case
-    (``dynopool``, ``shapeadaptor``, ``diffstride``)."""
-    from ..ops import dynopool_layers
-    with _DESCRIBE_LOCK:
-        layers = dynopool_layers(_build(cfg))
-    if not layers:
-        raise ValueError(f'{cfg.filename}: the model has no learnable resizing layer '
-                         '(DynOPool, ShapeAdaptor or DiffStride)')
-    kinds = {type(m).__name__ for _, m in layers}
-    if len(kinds) > 1:
-        raise ValueError(f'{cfg.filename}: resizing layers of several types {kinds}')
-    return kinds.pop().lower()
 
 
 def _describe(result: Dict, shape: Sequence[int]) -> Dict:
-    from .report import build_model_from_config, model_report
+    from ..models.build import build_model_from_config
+    from .report import model_report
     model = build_model_from_config(result['config'], result['checkpoint'])
     report = model_report(model, tuple(shape))
     sizes = report['levels'] or [layer['size'] for layer in report['layers']]
@@ -178,12 +44,12 @@ def _run_seed(name: str, cfg, work_root: str, seed: int, gpus: int,
     os.makedirs(work_dir, exist_ok=True)
     config = osp.join(work_dir, 'config.py')
     if not osp.isfile(osp.join(work_dir, 'result.json')):
-        with _DESCRIBE_LOCK:
+        with BUILD_LOCK:
             cfg.dump(config)
     result = train_run(config, work_dir, [f'randomness.seed={seed}'], gpus=gpus,
                        label=f'{name} seed {seed}', quiet=quiet)
     if 'gmacs' not in result:
-        with _DESCRIBE_LOCK:  # model building / FlopAnalyzer: one at a time
+        with BUILD_LOCK:  # model building / FlopAnalyzer: one at a time
             result.update(_describe(result, shape))
         with open(osp.join(work_dir, 'result.json'), 'w') as f:
             json.dump(result, f, indent=2)
@@ -249,7 +115,7 @@ def tradeoff(human_config: str, dynopool_config: str, work_dir: str,
     for method, cfg in resizing:
         for target in targets:
             points.append((method, float(target), f'{method}_target{target:g}',
-                           _set_budget(cfg, target * unit), eval_shape(cfg)))
+                           set_budget(cfg, target * unit), eval_shape(cfg)))
     jobs = jobs or default_jobs()
     if jobs > 1:
         os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -289,37 +155,17 @@ def _write(out: Dict, work_dir: str, human_config: str, dynopool_config: str,
         json.dump(data, f, indent=2)
 
 
-# (key in tradeoff.json, legend, marker, what the point annotation shows)
-CURVES = (('human', 'human-designed (input scale)', 'o', 'scale'),
-          ('dynopool', 'DynOPool (GMACs budget)', 's', 'target'),
-          ('shapeadaptor', 'Shape Adaptor (GMACs budget)', '^', 'target'),
-          ('diffstride', 'DiffStride (GMACs budget)', 'D', 'target'))
+# Names that moved with the plot to mmseg_dynopool.analysis.plots.
+_MOVED_TO_PLOTS = ('CURVES', )
 
 
-def plot_tradeoff(data: Dict, path: str, title: Optional[str] = None) -> str:
-    """Metric vs GMACs, every curve, error bars = standard deviation over seeds."""
-    from .plots import _pyplot
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, label, marker, tag in CURVES:
-        points = sorted(data.get(key, []), key=lambda p: p['gmacs'])
-        if not points:
-            continue
-        ax.errorbar([p['gmacs'] for p in points], [p['metric'] for p in points],
-                    yerr=[p['metric_std'] for p in points],
-                    xerr=[p.get('gmacs_std', 0.0) for p in points], marker=marker,
-                    capsize=3, label=label)
-        for p in points:
-            ax.annotate(f"{p[tag]:g}", (p['gmacs'], p['metric']), fontsize=7,
-                        textcoords='offset points', xytext=(3, 3))
-    metric_key = next((p['metric_key'] for k, *_ in CURVES for p in data.get(k, [])),
-                      'metric')
-    ax.set_xlabel('GMACs per image')
-    ax.set_ylabel(metric_key)
-    ax.set_title(title or 'Accuracy vs GMACs (Figure 5.2)')
-    ax.grid(alpha=0.3)
-    ax.legend()
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches='tight')
-    plt.close(fig)
-    return path
+def __getattr__(name: str):
+    if name in _MOVED_TO_PLOTS:
+        warnings.warn(f'mmseg_dynopool.analysis.tradeoff.{name} moved to '
+                      f'mmseg_dynopool.analysis.plots.{name}', DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module('mmseg_dynopool.analysis.plots'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+__all__ = ['default_jobs', 'tradeoff']

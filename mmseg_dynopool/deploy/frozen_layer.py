@@ -32,7 +32,7 @@ def _size_table(sizes: Dict[Size, Size]) -> Dict[Size, Size]:
 def _wrong_size(kind: str, name: str, sizes: Dict[Size, Size], in_size: Size):
     known = ', '.join(f'{h}x{w}' for h, w in sizes)
     return RuntimeError(
-        f'{kind} {name or ""} was frozen for input size(s) {known}, got '
+        f'{kind}{" " + name if name else ""} was frozen for input size(s) {known}, got '
         f'{in_size[0]}x{in_size[1]}: the frozen model only runs at the network input '
         'size it was frozen at; freeze the trained model again for this size.')
 
@@ -62,12 +62,36 @@ class FrozenLayer(nn.Module):
 class FrozenDynOPool(FrozenLayer):
     """A DynOPool with its sizes fixed: bilinear resize to ``(2h, 2w)`` + 2x2 pooling.
 
+    Paper: the DynOPool thesis, chapter 4, Eqs. 4.1-4.2 (the output grid and its four
+    query points per cell; ``shared/papers/dynopool_thesis.txt``; its CVPR 2022
+    version: https://arxiv.org/abs/2205.15254). With the sizes fixed, Eq. 4.2's query
+    points are the sample points of a bilinear resize to twice the output size, so
+    the layer is that resize and a 2x2 max (or mean) pooling. Made from a trained
+    model by ``deploy/freeze.py``; see docs/deployment.md.
+
     Args:
         sizes (dict): ``{(H_in, W_in): (h, w)}``, the output size for every input size
             the original DynOPool saw at the frozen network input size (one entry in
             practice; HRNet's shared pools always see the same size).
         aggregation (str): ``'max'`` or ``'avg'``, as the original DynOPool.
+            Default: ``'max'``.
         name (str): where the pool lives in the model (for error messages).
+            Default: ``''``.
+
+    Example:
+        >>> from mmseg_dynopool.layers import DynOPool
+        >>> x = torch.randn(1, 8, 32, 32)
+        >>> live = DynOPool(init_ratio=(20 / 32, 12 / 32), aggregation='avg')
+        >>> frozen = FrozenDynOPool({(32, 32): (20, 12)}, aggregation='avg',
+        ...                         name='neck.pool')
+        >>> frozen
+        FrozenDynOPool(32x32->20x12, aggregation='avg')
+        >>> frozen(x).shape, torch.allclose(frozen(x), live(x), atol=1e-6)
+        (torch.Size([1, 8, 20, 12]), True)
+        >>> frozen(torch.randn(1, 8, 30, 30))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        RuntimeError: FrozenDynOPool neck.pool was frozen for input size(s) 32x32, ...
     """
 
     kind = 'DynOPool'
@@ -141,10 +165,28 @@ class FrozenResizingLayer(FrozenLayer):
     bilinear resizes, a blend; DiffStride's ``torch.fft`` calls have no ONNX export, see
     :func:`~mmseg_dynopool.deploy.onnx.export_onnx`).
 
+    Papers: Shape Adaptor (Liu et al., ECCV 2020, https://arxiv.org/abs/2008.00892)
+    and DiffStride (Riad et al., ICLR 2022, https://arxiv.org/abs/2202.01653); the
+    DynOPool thesis compares with the former in chapter 5, section 5.4. See
+    docs/baselines.md and docs/deployment.md.
+
     Args:
-        layer (nn.Module): the ShapeAdaptor / DiffStride to freeze (kept, not copied).
+        layer (ResizingLayer): the ShapeAdaptor / DiffStride to freeze (kept, not
+            copied; its parameters stop requiring gradients).
         sizes (dict): ``{(H_in, W_in): (h, w)}`` seen at the frozen network input size.
         name (str): where the layer lives in the model (for error messages).
+            Default: ``''``.
+
+    Example:
+        >>> from mmseg_dynopool.layers import ShapeAdaptor
+        >>> x = torch.randn(1, 8, 32, 32)
+        >>> layer = ShapeAdaptor(init_ratio=0.7)
+        >>> y = layer(x)                             # floor(32 * 0.7) = 22
+        >>> frozen = FrozenResizingLayer(layer, {(32, 32): (22, 22)})
+        >>> frozen, list(frozen.state_dict())        # the layer's own key
+        (FrozenResizingLayer(ShapeAdaptor, 32x32->22x22), ['alpha'])
+        >>> torch.equal(frozen(x), y)
+        True
     """
 
     def __init__(self, layer: ResizingLayer, sizes: Dict[Size, Size],

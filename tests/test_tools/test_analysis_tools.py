@@ -3,8 +3,9 @@
 The tools run in-process through their ``main(argv)`` (importing mmseg once per test
 session instead of once per call); the plot tool additionally runs as a subprocess the
 way ``tools/run_main_job.py`` calls it. Expected values are recomputed here from the
-model itself (forward hooks, mmengine's FlopAnalyzer), not taken from the library code
-under test.
+model itself (forward hooks, mmengine's FlopAnalyzer: ``tests/test_analysis/helpers.py``),
+not taken from the library code under test. The library modules behind the tools are
+tested in ``tests/test_analysis/``.
 """
 import json
 import os
@@ -17,20 +18,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from mmengine.analysis import FlopAnalyzer
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
-from mmseg_dynopool import DynOPool, dynopool_layers
-from mmseg_dynopool.analysis.plots import (find_scalar_log, find_scalar_logs,
-                                           load_scalar_log, load_scalar_logs,
-                                           plot_feature_maps, plot_training_curves,
-                                           plot_work_dir)
-from mmseg_dynopool.analysis.report import (CheckpointMismatchError, NoDynOPoolError,
-                                            build_model_from_config, dynopool_report)
+from mmseg_dynopool import DynOPool, resizing_layers
+from mmseg_dynopool.analysis.plots import plot_work_dir
+from mmseg_dynopool.analysis.report import NoDynOPoolError, dynopool_report
+from mmseg_dynopool.analysis.workdir import find_scalar_log, load_scalar_log
 from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
                                    load_frozen, run_onnx)
+from mmseg_dynopool.models.build import CheckpointMismatchError, build_model_from_config
 
 from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, load_tool, tiny_cfg
+from ..test_analysis.helpers import captured_figures, measure, png_ok
 
 SHAPE = (64, 80)  # non-square, so a swapped h/w shows
 # Moved away from 0.5 (human-equivalent), incl. an upsampling-ish stem and a non-square
@@ -42,7 +41,7 @@ RATIOS = [(0.6, 0.45), (0.55, 0.4), (0.45, 0.6), (0.5, 0.35), (0.7, 0.6)]
 
 def _set_ratios(model, ratios=RATIOS):
     with torch.no_grad():
-        for (_, pool), (r_h, r_w) in zip(dynopool_layers(model), ratios):
+        for (_, pool), (r_h, r_w) in zip(resizing_layers(model), ratios):
             pool.alpha.copy_(torch.tensor([1.0 / r_h, 1.0 / r_w]))
     return model
 
@@ -50,29 +49,6 @@ def _set_ratios(model, ratios=RATIOS):
 def _save_ckpt(model, path):
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return str(path)
-
-
-def _measure(model, shape, flops=True):
-    """Independent measurement: pool sizes, per-call DynOPool MACs, mmengine's count."""
-    calls = []
-    handles = [p.register_forward_hook(
-        lambda m, a, o: calls.append((a[0].shape[1], o.shape[-2], o.shape[-1])))
-        for _, p in dynopool_layers(model)]
-    x = torch.zeros(1, 3, *shape)
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    pool_macs = sum(4 * c * (2 * h) * (2 * w) for c, h, w in calls) / 1e9
-    sizes = {n: tuple(p.last_size) for n, p in dynopool_layers(model)}
-    if not flops:
-        return sizes, pool_macs, None, len(calls)
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(model, (x, ))
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        counted = analyzer.total() / 1e9
-    return sizes, pool_macs, counted, len(calls)
 
 
 def _check_schema(report):
@@ -102,7 +78,7 @@ def test_report_initial_state(tmp_path, report_tool, capsys):
     _check_schema(report)
 
     model = build_model_from_config(SYNTH_DP_CFG)
-    sizes, pool_macs, counted, n_calls = _measure(model, SHAPE)
+    sizes, pool_macs, counted, n_calls = measure(model, SHAPE)
     assert [layer['name'] for layer in report['layers']] == list(sizes)
     for layer in report['layers']:
         assert tuple(layer['size']) == sizes[layer['name']]
@@ -129,7 +105,7 @@ def test_report_checkpoint_changes_sizes(tmp_path, report_tool):
     assert rc == 0
     report = json.loads(out.read_text())
     _check_schema(report)
-    sizes, pool_macs, counted, _ = _measure(model, SHAPE)
+    sizes, pool_macs, counted, _ = measure(model, SHAPE)
     got = {layer['name']: tuple(layer['size']) for layer in report['layers']}
     assert got == sizes
     # round(64 * 0.6) x round(80 * 0.45), then each level from the previous one.
@@ -141,21 +117,6 @@ def test_report_checkpoint_changes_sizes(tmp_path, report_tool):
         assert layer['ratio'] == pytest.approx([r_h, r_w], abs=1e-5)
     assert report['gmacs'] == pytest.approx(counted + pool_macs, rel=1e-9)
     assert report['state'] == 'checkpoint'
-
-
-def test_report_counts_avg_dynopool_once(monkeypatch):
-    """mmengine sees the 'avg' DynOPool's interpolate; it must not be counted twice."""
-    # The native backend (GPU fallback) runs F.interpolate, which mmengine counts; the
-    # CPU kernel is invisible to it. Force the native one.
-    import mmseg_dynopool.ops.functional as functional
-    monkeypatch.setattr(functional, '_ext', None)
-    opts = {'model.backbone.dynopool_cfg.aggregation': 'avg'}
-    avg = dynopool_report(SYNTH_DP_CFG, SHAPE, cfg_options=opts)
-    model = build_model_from_config(SYNTH_DP_CFG, cfg_options=opts)
-    _, pool_macs, counted_all, _ = _measure(model, SHAPE)
-    assert counted_all > avg['counted_gmacs']  # mmengine did count the pools
-    assert avg['dynopool_gmacs'] == pytest.approx(pool_macs, rel=1e-9)
-    assert avg['gmacs'] == pytest.approx(counted_all, rel=1e-9)
 
 
 def test_report_errors(tmp_path, report_tool, capsys):
@@ -236,9 +197,9 @@ def test_freeze_tool_matches_trained_model_and_onnx(tmp_path):
     assert tool_report['max_abs_diff']['frozen_vs_trained'] <= 1e-5
     assert tool_report['max_abs_diff']['onnx_vs_trained'] <= 1e-4
 
-    sizes, *_ = _measure(model, SHAPE, flops=False)
+    sizes, *_ = measure(model, SHAPE, flops=False)
     frozen = load_frozen(str(out_dir))
-    assert not dynopool_layers(frozen)
+    assert not resizing_layers(frozen)
     assert not [n for n, _ in frozen.named_parameters() if 'alpha' in n]
     pools = {n: m for n, m in frozen.named_modules() if isinstance(m, FrozenDynOPool)}
     assert {n: list(m.sizes.values()) for n, m in pools.items()} == {
@@ -278,7 +239,7 @@ def test_freeze_avg_pools_in_memory(tmp_path):
     frozen = freeze_dynopool(model, SHAPE)
     frozen.train()
     frozen.eval()
-    assert dynopool_layers(model)  # the original is untouched
+    assert resizing_layers(model)  # the original is untouched
     x = torch.randn(1, 3, *SHAPE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref, got = model(x, mode='tensor'), frozen(x, mode='tensor')
@@ -287,107 +248,6 @@ def test_freeze_avg_pools_in_memory(tmp_path):
     assert np.abs(run_onnx(path, x)[0] - ref.numpy()).max() <= 1e-4
     with pytest.raises(ValueError, match='freeze it'):
         export_onnx(model, SHAPE, str(tmp_path / 'live.onnx'))
-
-
-def _png_ok(path):
-    """A valid PNG with real content (not blank, several colours)."""
-    import matplotlib.image as mpimg
-    with open(path, 'rb') as f:
-        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
-    rgb = img[..., :3].reshape(-1, 3)
-    non_white = (rgb < 0.95).any(axis=1).mean()
-    colours = len(np.unique((rgb * 255).astype(np.uint8), axis=0))
-    assert non_white > 0.01 and colours > 20, (path, non_white, colours)
-
-
-def test_plot_helpers_on_fabricated_logs(tmp_path):
-    old = tmp_path / '20260101_000000' / 'vis_data'
-    new = tmp_path / '20260102_000000' / 'vis_data'
-    old.mkdir(parents=True)
-    new.mkdir(parents=True)
-    rows = [dict(iter=i, gmacs=0.1 - 0.01 * i, **{'backbone.p/r_h': 0.5 + 0.01 * i,
-                                                  'backbone.p/r_w': 0.5 - 0.01 * i})
-            for i in range(1, 6)]
-    (old / 'scalars.json').write_text('\n'.join(json.dumps(r) for r in rows)
-                                      + '\n{"mIoU": 3.0, "step": 5}\n')
-    # The newer run (e.g. a test-only run) has no DynOPool scalars: skipped.
-    (new / 'scalars.json').write_text('{"mIoU": 4.0, "step": 5}\n')
-    path = find_scalar_log(str(tmp_path))
-    assert path == str(old / 'scalars.json')
-    scalars = load_scalar_log(path)
-    assert scalars['backbone.p/r_h'][0] == [1, 2, 3, 4, 5]
-    assert scalars['gmacs'][1][-1] == pytest.approx(0.05)
-    png = plot_feature_maps(
-        [dict(name='Human', sizes=[[240, 240], [120, 120], [60, 60], [30, 30], [15, 15]]),
-         dict(name='DynOPool', gmacs=69.39, miou=76.4,
-              sizes=[[367, 349], [134, 130], [52, 50], [22, 21], [10, 9]])],
-        str(tmp_path / 'fig.png'), input_shape=(480, 480))
-    _png_ok(png)
-
-
-def _write_run(work_dir, stamp, iters, offset, extra=''):
-    """A fabricated mmengine run folder: training lines for ``iters`` (ratios
-    ``offset + iter / 100``) and optionally a validation line."""
-    folder = work_dir / stamp / 'vis_data'
-    folder.mkdir(parents=True)
-    rows = [dict(iter=i, step=i, gmacs=offset + i,
-                 **{'backbone.stage2.dynopool/r_h': offset + i / 100,
-                    'backbone.stage2.dynopool/r_w': offset + i / 100,
-                    'backbone.stage3.dynopool/r_h': offset + i / 200,
-                    'backbone.stage3.dynopool/r_w': offset + i / 200})
-            for i in iters]
-    (folder / 'scalars.json').write_text(
-        '\n'.join(json.dumps(r) for r in rows) + '\n' + extra)
-
-
-def test_training_curves_stitch_every_run_of_a_work_dir(tmp_path):
-    # Run 1 logged iterations 1-6, then crashed; run 2 resumed from iteration 4's
-    # checkpoint and logged 5-8; run 3 only tested (no training lines).
-    _write_run(tmp_path, '20260101_000000', range(1, 7), 0.0)
-    _write_run(tmp_path, '20260102_000000', range(5, 9), 1.0)
-    (tmp_path / '20260103_000000' / 'vis_data').mkdir(parents=True)
-    (tmp_path / '20260103_000000' / 'vis_data' / 'scalars.json').write_text(
-        '{"mIoU": 4.0, "step": 8}\n')
-    logs = find_scalar_logs(str(tmp_path))
-    assert [osp.basename(osp.dirname(osp.dirname(p))) for p in logs] == [
-        '20260101_000000', '20260102_000000']
-    series = load_scalar_logs(logs)
-    its, vals = series['backbone.stage2.dynopool/r_h']
-    assert its == list(range(1, 9))
-    # 1-4 from run 1, 5-8 (overlapping 5 and 6) from the later run 2.
-    assert vals == pytest.approx([i / 100 for i in range(1, 5)]
-                                 + [1.0 + i / 100 for i in range(5, 9)])
-    assert series['gmacs'][1][-1] == pytest.approx(9.0)
-    # A run that restarted from an earlier checkpoint (iteration 2) and stopped at 3:
-    # its iterations replace the earlier ones, and the abandoned 4-8 are not kept.
-    _write_run(tmp_path, '20260104_000000', range(3, 5), 2.0)
-    series = load_scalar_logs(find_scalar_logs(str(tmp_path)))
-    its, vals = series['backbone.stage2.dynopool/r_h']
-    assert its == [1, 2, 3, 4]
-    assert vals == pytest.approx([0.01, 0.02, 2.03, 2.04])
-    assert find_scalar_log(str(tmp_path)).startswith(str(tmp_path / '20260104_000000'))
-
-
-def _captured_figures(monkeypatch):
-    """Figures the plot functions close (the last step after saving), kept open."""
-    import matplotlib.pyplot as plt
-    figures = []
-    monkeypatch.setattr(plt, 'close', figures.append)
-    return figures
-
-
-def test_training_curve_legend_names_each_pool_fully(tmp_path, monkeypatch):
-    _write_run(tmp_path, '20260101_000000', range(1, 4), 0.0)
-    figures = _captured_figures(monkeypatch)
-    plot_training_curves(load_scalar_logs(find_scalar_logs(str(tmp_path))),
-                         str(tmp_path / 'curves.png'))
-    legend = figures[0].axes[0].get_legend()
-    labels = sorted(t.get_text() for t in legend.get_texts())
-    assert labels == sorted(f'backbone.stage{s}.dynopool {a}'
-                            for s in (2, 3) for a in ('r_h', 'r_w'))
-    assert len(set(labels)) == 4
 
 
 @pytest.mark.slow
@@ -416,8 +276,8 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONWARNINGS='ignore'))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _png_ok(out_dir / 'dynopool_training.png')
-    _png_ok(out_dir / 'feature_maps.png')
+    png_ok(out_dir / 'dynopool_training.png')
+    png_ok(out_dir / 'feature_maps.png')
 
     fig = json.loads((out_dir / 'feature_maps.json').read_text())
     assert fig['input_shape'] == [64, 64]
@@ -426,7 +286,7 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     assert human['sizes'] == [[32, 32], [16, 16], [8, 8], [4, 4], [2, 2]]
     # The learned row is the last checkpoint's model at the training crop size.
     model = build_model_from_config(cfg, str(work_dir / 'iter_2.pth'))
-    sizes, *_ = _measure(model, (64, 64), flops=False)
+    sizes, *_ = measure(model, (64, 64), flops=False)
     assert learned['sizes'] == [list(s) for s in sizes.values()]
     assert fig['checkpoint'].endswith('iter_2.pth')
 
@@ -443,7 +303,7 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     later.mkdir(parents=True)
     (later / 'scalars.json').write_text('\n'.join(json.dumps(dict(
         {k: v[1][-1] for k, v in scalars.items()}, iter=i, step=i)) for i in (3, 4)))
-    figures = _captured_figures(monkeypatch)
+    figures = captured_figures(monkeypatch)
     plot_work_dir(str(work_dir), out_dir=str(tmp_path / 'plots2'))
     curves = [f for f in figures if f.axes and f.axes[0].get_legend() is not None][0]
     for line in curves.axes[0].get_lines():
@@ -467,12 +327,12 @@ def test_classifier_report_and_freeze(tmp_path):
     ckpt = _save_ckpt(model, tmp_path / 'cls.pth')
     report = dynopool_report(CLS_CFG, shape, checkpoint=ckpt, cfg_options=opts)
     _check_schema(report)
-    sizes, pool_macs, counted, _ = _measure(model, shape)
+    sizes, pool_macs, counted, _ = measure(model, shape)
     assert {layer['name']: tuple(layer['size']) for layer in report['layers']} == sizes
     assert report['gmacs'] == pytest.approx(counted + pool_macs, rel=1e-9)
 
     frozen = freeze_dynopool(model, shape)
-    assert not dynopool_layers(frozen)
+    assert not resizing_layers(frozen)
     x = torch.randn(2, 3, *shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref, got = model(x, mode='tensor'), frozen(x, mode='tensor')

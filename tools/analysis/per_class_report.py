@@ -41,7 +41,9 @@ def main(argv=None) -> int:
     """Run the report; returns the exit status."""
     args = parse_args(argv)
     import mmseg_dynopool  # noqa: F401  (registers DropClass, the metric, ...)
-    from mmseg_dynopool.analysis.per_class import per_class_report
+    from mmseg_dynopool.dropclass.report import per_class_report
+    from mmseg_dynopool.models.build import CheckpointMismatchError
+    from mmseg_dynopool.utils import CheckpointReadError, UnsafeCheckpointError
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
 
@@ -55,10 +57,16 @@ def main(argv=None) -> int:
     for tag, path in (('baseline', args.baseline_config),
                       ('dropclass', args.dropclass_config)):
         models[tag] = Config.fromfile(path).model if path else None
-    report = per_class_report(cfg, args.baseline_checkpoint, args.dropclass_checkpoint,
-                              args.out_dir, baseline_model=models['baseline'],
-                              dropclass_model=models['dropclass'],
-                              max_freq_images=args.max_freq_images)
+    try:
+        report = per_class_report(cfg, args.baseline_checkpoint,
+                                  args.dropclass_checkpoint, args.out_dir,
+                                  baseline_model=models['baseline'],
+                                  dropclass_model=models['dropclass'],
+                                  max_freq_images=args.max_freq_images)
+    except (ValueError, CheckpointMismatchError, CheckpointReadError,
+            UnsafeCheckpointError, FileNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     print(report['table'])
     print(f'wrote {osp.join(args.out_dir, "per_class_report.txt")}, '
           f'{osp.join(args.out_dir, "per_class_report.json")} and {report["png"]}')

@@ -51,7 +51,8 @@ def main(argv=None) -> None:
         parser.error('--seeds must be >= 1')
 
     import mmseg_dynopool  # noqa: F401  (registers the modules)
-    from mmseg_dynopool.analysis.tradeoff import CURVES, tradeoff
+    from mmseg_dynopool.analysis.plots import CURVES
+    from mmseg_dynopool.analysis.tradeoff import tradeoff
     data = tradeoff(osp.abspath(args.human_config), osp.abspath(args.dynopool_config),
                     osp.abspath(args.work_dir), scales=args.scales, targets=args.targets,
                     seeds=args.seeds, gpus=args.gpus, cfg_options=args.cfg_options,
