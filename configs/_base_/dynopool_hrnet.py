@@ -9,7 +9,7 @@
 dynopool_backbone = dict(
     type='DynOPoolHRNet',
     init_ratios=0.5,  # = the human-designed HRNet at initialisation
-    dynopool_cfg=dict(min_size=1.5, aggregation='max', max_ratio=4.0))
+    pool_cfg=dict(min_size=1.5, aggregation='max', max_ratio=4.0))
 # alpha: 0.1x the base learning rate and no weight decay. The thesis lowers alpha's lr
 # "since the scale parameter affects the entire model even with its slight changes" but
 # gives no value; 0.1 is our choice.

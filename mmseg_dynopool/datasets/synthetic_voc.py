@@ -28,7 +28,13 @@ SHAPES = ('disc', 'square', 'triangle', 'ring', 'cross', 'diamond', 'hbar')
 
 
 def voc_palette() -> List[int]:
-    """The 256-entry PascalVOC colour map as a flat [r, g, b, ...] list."""
+    """The 256-entry PascalVOC colour map as a flat [r, g, b, ...] list.
+
+    Example:
+        >>> palette = voc_palette()
+        >>> len(palette), palette[3:6]      # class 1 (aeroplane) is dark red
+        (768, [128, 0, 0])
+    """
     palette = []
     for label in range(256):
         r = g = b = 0
@@ -88,7 +94,16 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def make_sample(rng: np.random.RandomState, size: Tuple[int, int]
                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 HxWx3, label uint8 HxW) pair."""
+    """One (image uint8 HxWx3, label uint8 HxW) pair.
+
+    Args:
+        rng (np.random.RandomState): the generator every random choice comes from.
+        size (tuple[int, int]): ``(H, W)`` of the sample.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: the image and its label map (class ids 0-20,
+        255 on the object outlines).
+    """
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(60, 140, size=3).astype(np.float32)
@@ -130,6 +145,25 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
 
     Refuses to write into a directory that already holds VOC data unless ``overwrite``
     (a real dataset must never be clobbered by accident).
+
+    Args:
+        root (str): the ``VOC2012``-like folder to write.
+        num_train (int): training images (at least 1). Default: 40.
+        num_val (int): validation images (at least 1). Default: 10.
+        size_range (tuple[int, int]): smallest and largest image side, each drawn
+            independently per image (``16 <= min <= max``). Default: (72, 112).
+        seed (int): seed of everything drawn. Default: 0.
+        overwrite (bool): write over an existing ``JPEGImages/``. Default: False.
+        with_aug (bool): also write the ``voc12aug`` layout. Default: False.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> splits = write_synthetic_voc(root, num_train=2, num_val=1,
+        ...                              size_range=(32, 48))
+        >>> splits['val']
+        ['synth_val_00000']
+        >>> check_voc_root(root)          # a usable VOC layout: no error
     """
     if num_train < 1 or num_val < 1:
         raise ValueError(f'need at least one train and one val image, got '
@@ -183,7 +217,21 @@ def check_voc_root(root: str, ann_files: Sequence[str] = (
         'ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/val.txt'),
                    seg_dir: str = 'SegmentationClass',
                    max_checked: Optional[int] = 20) -> None:
-    """Raise a clear error if ``root`` is not a usable VOC-layout dataset."""
+    """Raise a clear error if ``root`` is not a usable VOC-layout dataset.
+
+    Args:
+        root (str): the ``VOC2012``-like folder.
+        ann_files (Sequence[str]): split files, relative to ``root``, that must exist
+            and list at least one id. Default: the ``train`` and ``val`` splits.
+        seg_dir (str): folder of the label maps. Default: ``'SegmentationClass'``.
+        max_checked (int, optional): how many ids of each split are checked for their
+            image, their label map and equal sizes; None checks all. Default: 20.
+
+    Raises:
+        FileNotFoundError: a missing folder, split file or listed file.
+        ValueError: an empty split file, or a label map of another size than its
+            image.
+    """
     if not osp.isdir(root):
         raise FileNotFoundError(
             f'PascalVOC data root {root!r} does not exist. Create it with '

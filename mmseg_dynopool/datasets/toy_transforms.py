@@ -1,5 +1,10 @@
 """The toy datasets of thesis chapter 3 as mmpretrain transforms on CIFAR-100 images.
 
+Paper: the DynOPool thesis, chapter 3, sections 3.1-3.2 and Fig. 3.1
+(``shared/papers/dynopool_thesis.txt``; its CVPR 2022 version:
+https://arxiv.org/abs/2205.15254). Configs: the ``*cifar100-{stretchv,tile,large}.py``
+files of ``configs/dynopool_cls/`` (docs/classification.md, "Toy datasets").
+
 * :class:`CIFARStretchV` - CIFAR-stretch-V (section 3.1, Fig. 3.1a): the image is
   stretched twice vertically and a 32x32 crop is taken at a random position, so the
   information is spread asymmetrically (denser horizontally).
@@ -79,6 +84,13 @@ class CIFARStretchV(BaseTransform):
             Default: ``'bilinear'``.
         seed (int, optional): seed of a private ``np.random.RandomState``; None draws
             from the global ``np.random``. Default: None.
+
+    Example:
+        >>> img = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+        >>> out = CIFARStretchV(random_crop=False)(dict(img=img))
+        >>> out['img'].shape, out['img_shape']
+        ((32, 32, 3), (32, 32))
+        >>> # In a config: dict(type='CIFARStretchV') in mmpretrain's CIFAR100 pipeline.
     """
 
     def __init__(self,
@@ -137,6 +149,12 @@ class CIFARTile(BaseTransform):
         grid (int): tiles per side. Default: 4.
         interpolation (str): interpolation of the downsampling (``'area'`` averages
             2x2 blocks for a 32 -> 16 reduction). Default: ``'area'``.
+
+    Example:
+        >>> img = np.random.RandomState(0).randint(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>> out = CIFARTile()(dict(img=img))['img']
+        >>> out.shape, np.array_equal(out[:16, :16], out[48:, 16:32])  # equal tiles
+        ((64, 64, 3), True)
     """
 
     def __init__(self, size: int = 16, grid: int = 4, interpolation: str = 'area') -> None:
@@ -170,6 +188,11 @@ class CIFARLarge(BaseTransform):
         down_interpolation (str): interpolation of the downsampling. Default: ``'area'``.
         up_interpolation (str): interpolation of the enlargement. Default:
             ``'bilinear'``.
+
+    Example:
+        >>> img = np.random.RandomState(0).randint(0, 256, (32, 32, 3), dtype=np.uint8)
+        >>> CIFARLarge()(dict(img=img))['img'].shape
+        (64, 64, 3)
     """
 
     def __init__(self,

@@ -18,6 +18,35 @@ class CheckedPascalVOCDataset(PascalVOCDataset):
     every sample when it is loaded (from the file headers: cheap next to decoding), so a
     wrong label names its file instead of surfacing as a cropping misalignment in
     training or as an ``IndexError`` in the IoU metric at test time.
+
+    The dataset of the thesis' segmentation experiments (the DynOPool thesis,
+    chapter 5, section 5.6). PascalVOC: Everingham et al., "The PASCAL Visual Object
+    Classes (VOC) Challenge", IJCV 2010, http://host.robots.ox.ac.uk/pascal/VOC/.
+
+    Args:
+        ann_file (str): split file relative to ``data_root``. Default: ``''``.
+        **kwargs: the other arguments of mmseg's ``PascalVOCDataset``
+            (``data_root``, ``data_prefix``, ``pipeline``, ...); ``data_root`` and
+            ``data_prefix['seg_map_path']`` are checked up front.
+
+    Example:
+        >>> import os.path as osp, tempfile
+        >>> from mmseg_dynopool.datasets import write_synthetic_voc
+        >>> root = tempfile.mkdtemp()
+        >>> _ = write_synthetic_voc(root, num_train=2, num_val=1, size_range=(32, 48))
+        >>> dataset = CheckedPascalVOCDataset(
+        ...     data_root=root, ann_file='ImageSets/Segmentation/val.txt',
+        ...     data_prefix=dict(img_path='JPEGImages',
+        ...                      seg_map_path='SegmentationClass'),
+        ...     pipeline=[])
+        >>> len(dataset), osp.basename(dataset[0]['seg_map_path'])
+        (1, 'synth_val_00000.png')
+        >>> CheckedPascalVOCDataset(  # doctest: +ELLIPSIS
+        ...     data_root=osp.join(root, 'missing'),
+        ...     ann_file='ImageSets/Segmentation/val.txt')
+        Traceback (most recent call last):
+            ...
+        FileNotFoundError: PascalVOC data root '...missing' does not exist. ...
     """
 
     def __init__(self, ann_file: str = '', **kwargs) -> None:

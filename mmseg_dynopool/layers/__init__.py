@@ -11,8 +11,8 @@ from typing import List, Tuple
 
 from torch import Tensor, nn
 
-from .base import (ResizingLayer, is_resizing_layer, resizing_layer_cfg,
-                   resizing_layer_type, resizing_layers)
+from .base import (ResizingLayer, is_resizing_layer, pool_cfg_arg, resizing_layer_cfg,
+                   resizing_layer_class, resizing_layer_type, resizing_layers)
 from .baselines import (DiffStride, ShapeAdaptor, shape_adaptor_size_limit,
                         spectral_output_sizes, spectral_pool)
 from .dynopool import DynOPool
@@ -48,5 +48,6 @@ def scale_ratio(layer: ResizingLayer, start: Tensor, factor: Tensor) -> None:
 
 __all__ = ['ResizingLayer', 'DynOPool', 'ShapeAdaptor', 'DiffStride', 'RESIZING_LAYERS',
            'resizing_layers', 'is_resizing_layer', 'resizing_layer_cfg',
-           'resizing_layer_type', 'ratio_parameter', 'scale_ratio', 'dynopool_layers',
+           'resizing_layer_type', 'resizing_layer_class', 'pool_cfg_arg',
+           'ratio_parameter', 'scale_ratio', 'dynopool_layers',
            'shape_adaptor_size_limit', 'spectral_output_sizes', 'spectral_pool']

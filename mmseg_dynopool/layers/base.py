@@ -18,6 +18,7 @@ type:
   set exactly (DynOPool), which the budget projection uses to refine sizes;
 * the host-copy bookkeeping (:class:`~.host_cache.HostCopyMixin`).
 """
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 from mmengine.registry import MODELS
@@ -136,6 +137,26 @@ def resizing_layer_type(layer_type) -> str:
 def _registered() -> List[type]:
     return [cls for cls in MODELS.module_dict.values()
             if isinstance(cls, type) and issubclass(cls, ResizingLayer)]
+
+
+def resizing_layer_class(layer_type) -> type:
+    """The registered :class:`ResizingLayer` subclass of a ``type`` (name or class)."""
+    name = resizing_layer_type(layer_type)
+    return layer_type if isinstance(layer_type, type) else MODELS.get(name)
+
+
+def pool_cfg_arg(pool_cfg: Optional[dict], dynopool_cfg: Optional[dict],
+                 owner: str) -> Optional[dict]:
+    """A backbone's ``pool_cfg``, honouring the deprecated name ``dynopool_cfg``.
+
+    ``dynopool_cfg`` warns; given together (a config that inherits ``pool_cfg`` from a
+    base and overrides the old name), its keys update ``pool_cfg``'s."""
+    if dynopool_cfg is None:
+        return pool_cfg
+    warnings.warn(f'{owner}: dynopool_cfg is deprecated, use pool_cfg (the same option '
+                  'of DynOPoolBackbone and the converter)', DeprecationWarning,
+                  stacklevel=3)
+    return {**(pool_cfg or {}), **dynopool_cfg}
 
 
 def resizing_layer_cfg(cfg: Optional[dict], arg: str = 'pool_cfg') -> dict:

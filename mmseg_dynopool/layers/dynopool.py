@@ -1,19 +1,10 @@
 """The DynOPool layer: a resizing layer whose output size is learned (thesis chapter 4).
 
-Host synchronisation: the integer output size ``round(max(H_in r_h, min_size))`` (Eqs.
-4.1, 4.3) decides tensor shapes, so the host must know alpha. It changes only when alpha
-changes (once per optimizer step), so each layer keeps a host copy of its alpha
-(:class:`_HostAlpha`), keyed by alpha's version counter and storage. The first forward
-after any alpha changed refreshes the copies of *all* stale live resizing layers on that
-device in one batched transfer (``layers/host_cache.py``, shared with ShapeAdaptor and
-DiffStride); every other call computes its sizes
-on the host, in float32 with exactly the device's operations. One training iteration
-therefore makes at most one device->host transfer for all pools together, however often
-they are called. The straight-through map from the device alpha to the query positions
-(Eqs. 4.2-4.6) is one registered operator per call (``mmseg_dynopool::query_positions``,
-``ops/library.py``),
-whose backward gives alpha the gradient the unfused graph of :func:`~.functional.output_size`
-and :func:`~.functional.query_positions` would.
+The integer output size (Eqs. 4.1, 4.3) decides tensor shapes, so it is computed on the
+host from a host copy of alpha (``layers/host_cache.py`` explains the mechanism: at
+most one batched device->host read per alpha update for all layers). The
+straight-through map from the device alpha to the query positions (Eqs. 4.2-4.6) and
+the sampling are the registered operators of ``ops/library.py``.
 """
 import math
 from numbers import Real
@@ -35,6 +26,27 @@ from .host_cache import LIVE_LAYERS, param_key
 
 _F32_ONE = np.float32(1.0)
 _F32_HALF = np.float32(0.5)
+
+
+# The task-gradient settings of DynOPool's alpha (``axis_grad``).
+AXIS_GRADS = ('exact', 'per_query')
+
+
+def per_query_alpha(alpha: Tensor, h_out: int, w_out: int) -> Tensor:
+    """``alpha`` unchanged in value (bit for bit), with its gradient multiplied by
+    ``sqrt(w_out / h_out)`` on alpha_h and ``sqrt(h_out / w_out)`` on alpha_w.
+
+    The exact positional gradient of an axis sums one term per query point (``2 n``
+    of them) weighted by ``(k + 1/2) / 2`` (Eq. 4.2), so it grows with the axis'
+    length; dividing each axis by its number of query points relative to the geometric
+    mean of both removes that growth. Written with plain tensor ops (no autograd
+    Function), so tracing, torch.compile and export see an ordinary graph:
+    ``a + (s a - s a)`` is exactly ``a`` for finite ``a`` (the guard keeps alpha
+    finite), and its derivative is ``s``.
+    """
+    scaled = torch.stack((alpha[0] * math.sqrt(w_out / h_out),
+                          alpha[1] * math.sqrt(h_out / w_out)))
+    return alpha.detach() + (scaled - scaled.detach())
 
 
 class _HostAlpha(NamedTuple):
@@ -86,11 +98,8 @@ class DynOPool(ResizingLayer):
     out-of-range one is clamped, and the first clamp of each layer is reported once.
     Besides the ratio bound, ``max_size`` optionally caps the output size itself.
 
-    Host synchronisation: at most one device->host transfer per alpha update for all
-    live layers together (see the module doc). Writes through ``alpha.data`` bypass the
-    version counter that detects updates; call :meth:`invalidate_sizes` after them
-    (a switch between ``train()`` and ``eval()`` also does, which covers mmengine's EMA
-    parameter swap around validation).
+    Host copies of alpha: see ``layers/host_cache.py``; after writing ``alpha.data``
+    call :meth:`invalidate_sizes`.
 
     Args:
         init_ratio (float | tuple[float, float]): initial ``r`` (or ``(r_h, r_w)``);
@@ -103,6 +112,15 @@ class DynOPool(ResizingLayer):
             Default: 4.0.
         min_ratio (float): lower bound on ``r``. Default: 1e-3.
         max_size (int, optional): upper bound on each output dimension. Default: None.
+        axis_grad (str): the task (query-position) gradient on alpha. ``'exact'``: the
+            thesis' Eqs. 4.2-4.6. ``'per_query'``: each axis' positional gradient is
+            divided by that axis' number of query points (``2 H_out``, ``2 W_out``)
+            relative to their geometric mean, i.e. multiplied by
+            ``sqrt(W_out / H_out)`` on alpha_h and ``sqrt(H_out / W_out)`` on alpha_w
+            (1 on square outputs; the product of the two factors is 1). It removes the
+            growth of the exact gradient with the axis length (docs/dynopool.md, "Axis
+            gradient"). The forward pass and the GMACs gradient (Eqs. 4.7-4.8, through
+            :meth:`continuous_size`) are unchanged. Default: ``'exact'``.
 
     Paper: the DynOPool thesis, chapter 4 (``shared/papers/dynopool_thesis.txt``);
     docs/dynopool.md.
@@ -124,9 +142,12 @@ class DynOPool(ResizingLayer):
                  aggregation: str = 'max',
                  max_ratio: float = 4.0,
                  min_ratio: float = 1e-3,
-                 max_size: Optional[int] = None) -> None:
+                 max_size: Optional[int] = None,
+                 axis_grad: str = 'exact') -> None:
         super().__init__()
         ratio = to_pair(init_ratio, 'init_ratio')
+        if axis_grad not in AXIS_GRADS:
+            raise ValueError(f'axis_grad must be one of {AXIS_GRADS}, got {axis_grad!r}')
         if aggregation not in AGGREGATIONS:
             raise ValueError(f'aggregation must be one of {AGGREGATIONS}, '
                              f'got {aggregation!r}')
@@ -148,6 +169,7 @@ class DynOPool(ResizingLayer):
         self.max_ratio = float(max_ratio)
         self.min_ratio = float(min_ratio)
         self.max_size = max_size
+        self.axis_grad = axis_grad
         self.alpha = nn.Parameter(torch.tensor([1.0 / ratio[0], 1.0 / ratio[1]]))
         # Last valid alpha (restored if a step makes alpha NaN/inf) and a flag set by the
         # guard; neither is part of the state dict.
@@ -162,7 +184,7 @@ class DynOPool(ResizingLayer):
     def extra_repr(self) -> str:
         r = self.ratio.tolist()
         return (f'ratio=({r[0]:.4f}, {r[1]:.4f}), min_size={self.min_size}, '
-                f'aggregation={self.aggregation!r}')
+                f'aggregation={self.aggregation!r}, axis_grad={self.axis_grad!r}')
 
     @property
     def ratio(self) -> Tensor:
@@ -315,8 +337,11 @@ class DynOPool(ResizingLayer):
             # Sizes and positions stay in float32 under autocast (they decide shapes).
             # One operator instead of the ~30-op graph of continuous_size +
             # query_positions: same values and alpha gradient.
+            alpha = self.alpha
+            if self.axis_grad == 'per_query':  # same values, rescaled gradient
+                alpha = per_query_alpha(alpha, h_out, w_out)
             with torch.autocast(device_type=x.device.type, enabled=False):
-                pos_h, pos_w = library.positions(self.alpha, *geometry, self.min_size,
+                pos_h, pos_w = library.positions(alpha, *geometry, self.min_size,
                                                  self.max_size)
         else:  # no gradient to alpha: the positions are constants
             pos_h, pos_w = geometry[0].positions, geometry[1].positions

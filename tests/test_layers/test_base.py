@@ -147,3 +147,22 @@ def test_old_module_paths_still_import_with_a_warning():
     import mmseg_dynopool.ops as ops
     with pytest.warns(DeprecationWarning, match='mmseg_dynopool.layers.DynOPool'):
         assert ops.DynOPool is DynOPool
+
+
+def test_dynopool_cfg_is_a_deprecated_name_of_pool_cfg():
+    from mmseg_dynopool.layers import pool_cfg_arg
+    assert pool_cfg_arg(dict(min_size=2), None, 'X') == dict(min_size=2)
+    with pytest.warns(DeprecationWarning, match='X: dynopool_cfg is deprecated, use pool_cfg'):
+        merged = pool_cfg_arg(dict(min_size=2, aggregation='max'), dict(aggregation='avg'),
+                              'X')
+    assert merged == dict(min_size=2, aggregation='avg')
+
+
+def test_backbones_take_pool_cfg_and_the_old_name():
+    from mmseg_dynopool.models.backbones import DynOPoolHRNet
+    from ..conftest import tiny_hrnet_extra
+    new = DynOPoolHRNet(tiny_hrnet_extra(), pool_cfg=dict(aggregation='avg'))
+    with pytest.warns(DeprecationWarning, match='DynOPoolHRNet: dynopool_cfg'):
+        old = DynOPoolHRNet(tiny_hrnet_extra(), dynopool_cfg=dict(aggregation='avg'))
+    for model in (new, old):
+        assert {m.aggregation for _, m in resizing_layers(model)} == {'avg'}

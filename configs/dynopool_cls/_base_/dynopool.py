@@ -16,18 +16,18 @@ dynopool_pool_cfg = dict(min_size=1.5, aggregation='max', max_ratio=4.0)
 # keys); `stem` picks the ImageNet-style (224) or CIFAR-style (32) layout.
 dynopool_vgg16bn_imagenet = dict(_delete_=True, type='DynOPoolVGG', depth=16,
                                  norm_cfg=dict(type='BN'), stem='imagenet',
-                                 dynopool_cfg=dynopool_pool_cfg)
+                                 pool_cfg=dynopool_pool_cfg)
 dynopool_vgg16bn_cifar = dict(dynopool_vgg16bn_imagenet, stem='cifar')
 dynopool_mobilenet_v2_imagenet = dict(_delete_=True, type='DynOPoolMobileNetV2',
                                       widen_factor=1.0, stem='imagenet',
-                                      dynopool_cfg=dynopool_pool_cfg)
+                                      pool_cfg=dynopool_pool_cfg)
 dynopool_mobilenet_v2_cifar = dict(dynopool_mobilenet_v2_imagenet, stem='cifar')
 dynopool_resnet50_imagenet = dict(_delete_=True, type='DynOPoolResNet', depth=50,
-                                  stem='imagenet', dynopool_cfg=dynopool_pool_cfg)
+                                  stem='imagenet', pool_cfg=dynopool_pool_cfg)
 dynopool_resnet50_cifar = dict(dynopool_resnet50_imagenet, stem='cifar')
 dynopool_efficientnet_b0_imagenet = dict(_delete_=True, type='DynOPoolEfficientNet',
                                          arch='b0', stem='imagenet',
-                                         dynopool_cfg=dynopool_pool_cfg)
+                                         pool_cfg=dynopool_pool_cfg)
 
 # ResNet-50 on CIFAR-100 and Aircraft did not grow even with lambda = 0, so for DP-B the
 # thesis raises the initial ratio of the first DynOPool (section 5.2.2) without giving

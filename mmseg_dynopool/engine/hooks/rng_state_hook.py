@@ -42,7 +42,17 @@ def get_rng_state() -> Dict[str, Any]:
 
 def set_rng_state(state: Dict[str, Any]) -> List[str]:
     """Restore what :func:`get_rng_state` returned; returns the generators it could not
-    restore (a CUDA state saved on a GPU run, resumed without CUDA)."""
+    restore (a CUDA state saved on a GPU run, resumed without CUDA).
+
+    Example:
+        >>> state = get_rng_state()
+        >>> first = torch.rand(3), np.random.rand(), random.random()
+        >>> set_rng_state(state)   # nothing skipped
+        []
+        >>> again = torch.rand(3), np.random.rand(), random.random()
+        >>> torch.equal(first[0], again[0]), first[1:] == again[1:]
+        (True, True)
+    """
     torch.set_rng_state(state['torch'])
     npy = state['numpy']
     np.random.set_state((npy['kind'], npy['keys'].numpy().astype(np.uint32),
@@ -120,8 +130,23 @@ class RNGStateHook(Hook):
       checkpoint saved during validation (``save_best``) holds the state validation
       started from, which is where training continues.
 
-    Config: ``default_hooks = dict(rng_state=dict(type='RNGStateHook'))`` (merged
-    into the inherited default hooks) or an entry of ``custom_hooks``.
+    The hook takes no arguments. Its ``priority`` (89) puts it right before mmengine's
+    ``CheckpointHook`` (``VERY_LOW``, 90) in every stage.
+
+    Example:
+        >>> # In a config (merged into the inherited default hooks), or as an entry
+        >>> # of custom_hooks:
+        >>> default_hooks = dict(rng_state=dict(type='RNGStateHook'))
+        >>> custom_imports = dict(imports=['mmseg_dynopool'],
+        ...                       allow_failed_imports=False)
+        >>> # What the Runner does with it:
+        >>> from mmengine.registry import HOOKS
+        >>> hook = HOOKS.build(default_hooks['rng_state'])
+        >>> checkpoint = {}
+        >>> hook.before_save_checkpoint(runner=None, checkpoint=checkpoint)
+        >>> saved = checkpoint['rng_state']
+        >>> saved['world_size'], sorted(saved['ranks'][0])
+        (1, ['numpy', 'python', 'torch'])
     """
 
     # Right before mmengine's CheckpointHook (VERY_LOW = 90) in every stage, so nothing
@@ -149,20 +174,29 @@ class RNGStateHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
+        """Under DDP, gather every rank's generator states when an iteration-based
+        ``CheckpointHook`` saves after this iteration (a collective call)."""
         self._gather_if_saving(runner, 'train', lambda h: not h.by_epoch and (
             h.every_n_train_iters(runner, h.interval, h.save_begin) or
             (h.save_last and h.is_last_train_iter(runner))))
 
     def after_train_epoch(self, runner) -> None:
+        """Under DDP, gather every rank's generator states when an epoch-based
+        ``CheckpointHook`` saves after this epoch (a collective call)."""
         self._gather_if_saving(runner, 'train', lambda h: h.by_epoch and (
             h.every_n_epochs(runner, h.interval, h.save_begin) or
             (h.save_last and h.is_last_train_epoch(runner))))
 
     def after_val_epoch(self, runner, metrics=None) -> None:
+        """Under DDP, gather the states every rank had when validation started, when
+        ``CheckpointHook`` may save a best checkpoint now (``save_best``)."""
         if self._val_state is not None and metrics:
             self._gather_if_saving(runner, 'val', lambda h: bool(h.save_best))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Store ``{'world_size': W, 'ranks': [state of rank 0, ...]}`` under
+        ``checkpoint['rng_state']`` (rank 0 only; the other ranks' states are those
+        gathered just before, or None with a warning when none were gathered)."""
         # Inside validation the generators have moved; training continues from the
         # state validation started from.
         stage = 'val' if self._val_state is not None else 'train'
@@ -182,6 +216,8 @@ class RNGStateHook(Hook):
         checkpoint[CKPT_KEY] = dict(world_size=world_size, ranks=ranks)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """On a resume, keep this rank's saved state for :meth:`before_train`; warn
+        when the checkpoint has none or comes from another number of processes."""
         # mmengine calls this hook for load_from too; only a resume continues a run.
         if not getattr(runner, '_resume', False):
             return
@@ -210,6 +246,8 @@ class RNGStateHook(Hook):
         self._pending = own
 
     def before_train(self, runner) -> None:
+        """Restore the state kept by :meth:`after_load_checkpoint`: now, or for an
+        iteration-based loop after its replay of the already-trained batches."""
         if self._pending is None:
             return
         state, self._pending = self._pending, None
@@ -243,9 +281,11 @@ class RNGStateHook(Hook):
     # ----------------------------------------------------------------- validation
 
     def before_val(self, runner) -> None:
+        """Remember the generator states validation starts from."""
         self._val_state = get_rng_state()
 
     def after_val(self, runner) -> None:
+        """Put the generators back where validation found them."""
         if self._val_state is not None:
             set_rng_state(self._val_state)
             self._val_state = None

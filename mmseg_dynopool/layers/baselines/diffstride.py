@@ -25,15 +25,9 @@ keeps the highest frequency on the ramp so the stride always receives a gradient
 bounds are applied to the value with a straight-through gradient (the paper's code
 assigns the clipped value to the variable before using it; the gradient is the same).
 
-Host synchronisation: the output sizes need the stride on the host. Each layer keeps a
-host copy of its (guarded) stride (:class:`_HostStride`), keyed by the stride's version
-counter, storage and dtype, and refreshed together with every other stale resizing
-layer's copy in one device->host transfer (``layers/host_cache.py``, shared with DynOPool
-and ShapeAdaptor); the guard runs then, as tensor ops. The sizes are computed on the host
-with the device's operations (the bounded stride in the parameter's dtype, then float64),
-bit-identical, so a training iteration reads the device at most once for all resizing
-layers together. Strides in other dtypes than float32/float64 take their sizes from the
-device (one read per call).
+Host copies of the guarded stride: ``layers/host_cache.py`` (one batched device->host
+read per parameter update for all resizing layers; the guard runs within it). Strides in
+other dtypes than float32/float64 take their sizes from the device (one read per call).
 """
 import math
 from numbers import Real
@@ -203,11 +197,8 @@ class DiffStride(ResizingLayer):
     input-dependent bound ``n / (n - R)`` is applied to the value only
     (straight-through), since it changes with the input size.
 
-    Host synchronisation: at most one device->host read per stride update for all live
-    resizing layers together (forward, :meth:`output_size`, :meth:`host_output_size`,
-    :attr:`host_ratio`). Writes through ``stride.data`` bypass the version counter that
-    detects updates; call :meth:`invalidate_sizes` after them (a switch between
-    ``train()`` and ``eval()`` also resynchronises).
+    Host copies of the stride: see ``layers/host_cache.py``; after writing
+    ``stride.data`` call :meth:`invalidate_sizes`.
 
     Args:
         init_ratio (float | tuple[float, float], optional): initial ``1 / stride``, in

@@ -26,12 +26,8 @@ Conventions relative to the paper's public code (see ``docs/baselines.md``):
 * The paper's memory bound (``limit_dim``) is a property of the whole network: see
   :func:`shape_adaptor_size_limit`, which sets every layer's ``size_penalty``.
 
-Host synchronisation: the integer size needs ``alpha`` on the host. Each layer keeps a
-host copy of its scale (:class:`_HostScale`), keyed by alpha's version counter, storage
-and dtype, and refreshed together with every other stale resizing layer's copy in one
-device->host transfer (``layers/host_cache.py``, shared with DynOPool and DiffStride). The
-sizes are then computed on the host with the device's float64 operations (bit-identical),
-so a training iteration reads the device at most once for all resizing layers together.
+Host copies of the scale: ``layers/host_cache.py`` (one batched device->host read per
+parameter update for all resizing layers).
 """
 import math
 from numbers import Integral, Real

@@ -1,9 +1,15 @@
-"""Shared pieces of the DynOPool classification backbones (thesis section 5.2.1).
+"""Shared pieces of the DynOPool classification backbones.
+
+Paper: the DynOPool thesis, chapter 4, section 4.4, and chapter 5, section 5.2.1,
+Eqs. 5.1-5.3 (``shared/papers/dynopool_thesis.txt``; its CVPR 2022 version:
+https://arxiv.org/abs/2205.15254). The configs and the measured GMACs of these
+backbones are in ``configs/dynopool_cls/README.md``; their design in
+``docs/classification.md``.
 
 Each classification backbone is an mmpretrain backbone (in its ImageNet layout or the
 CIFAR layout of Shape Adaptor, see :data:`STEMS`) converted by
-:func:`~mmseg_dynopool.models.utils.convert_to_dynopool`, which replaces every resizing
-operation except the final global average pooling (section 4.4):
+:func:`~mmseg_dynopool.models.converter.convert_to_dynopool`, which replaces every
+resizing operation except the final global average pooling (section 4.4):
 
     Pooling_s          ->  DynOPool_s                            (Eq. 5.1)
     ReLU . Conv_s      ->  DynOPool_s . ReLU . Conv_1            (Eq. 5.2, 'after')
@@ -22,10 +28,11 @@ Arguments every classification backbone takes:
 
 * ``stem`` (str): ``'imagenet'`` (default) or ``'cifar'`` (:data:`STEMS`).
 * ``init_ratios`` (float | tuple | list | dict, optional): initial ratios by the
-  package's one rule (:mod:`mmseg_dynopool.models.utils.init_ratios`): one ratio (a float
-  or ``(r_h, r_w)``) for all pools, one per pool in forward order, or ``{pool name:
-  ratio}``. Default: None (the human model).
-* ``dynopool_cfg`` (dict, optional): the resizing layer's config: ``type`` (default
+  package's one rule (:mod:`mmseg_dynopool.models.converter.init_ratios`): one ratio
+  (a float or ``(r_h, r_w)``) for all pools, one per pool in forward order, or
+  ``{pool name: ratio}``. Default: None (the human model).
+* ``pool_cfg`` (dict, optional; ``dynopool_cfg`` is its deprecated name, with a
+  ``DeprecationWarning``): the resizing layer's config: ``type`` (default
   ``'DynOPool'``; or ``'ShapeAdaptor'`` / ``'DiffStride'``, see ``docs/baselines.md``,
   any other type is a ``ValueError``) and its further arguments (DynOPool:
   ``min_size``, ``aggregation``, ``max_ratio``, ``min_ratio``, ``max_size``;
@@ -42,8 +49,9 @@ from typing import List, Optional, Tuple
 
 from torch import nn
 
-from ...ops.resizing import resizing_layer_cfg
-from ..utils import PLACEMENTS, Conversion, convert_to_dynopool, get_conversion, to_pair
+from ...layers import pool_cfg_arg, resizing_layer_cfg, resizing_layer_class
+from ..converter import (PLACEMENTS, Conversion, convert_to_dynopool, get_conversion,
+                         to_pair)
 
 #: Stem/stride layouts every classification backbone offers: ``'imagenet'`` (224x224
 #: inputs, the original architecture) and ``'cifar'`` (32x32 inputs, the CIFAR variants
@@ -77,13 +85,15 @@ class DynOPoolBackboneMixin:
 
     placement: str
 
-    def convert(self, placement: str, init_ratios, dynopool_cfg: Optional[dict],
-                **kwargs) -> Conversion:
-        """Convert ``self`` with resizing layers built from ``dynopool_cfg`` (type
-        DynOPool unless it says ``'ShapeAdaptor'`` or ``'DiffStride'``)."""
-        cfg = resizing_layer_cfg(dynopool_cfg)
+    def convert(self, placement: str, init_ratios, pool_cfg: Optional[dict],
+                dynopool_cfg: Optional[dict] = None, **kwargs) -> Conversion:
+        """Convert ``self`` with resizing layers built from ``pool_cfg`` (type
+        DynOPool unless it names another registered resizing layer; ``dynopool_cfg`` is
+        its deprecated name)."""
+        cfg = resizing_layer_cfg(pool_cfg_arg(pool_cfg, dynopool_cfg,
+                                              type(self).__name__))
         self.placement = check_placement(placement)
-        if cfg['type'] != 'DynOPool':
+        if not resizing_layer_class(cfg['type']).exact_sizes:
             # Their size rules never reproduce the strided ops' sizes: convert anyway.
             kwargs['exact_sizes'] = False
         return convert_to_dynopool(self, placement=placement, init_ratios=init_ratios,

@@ -5,14 +5,20 @@ from mmpretrain.models.backbones import EfficientNet
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils import to_pair
-from ..utils.init_ratios import InitRatios
+from ..converter import InitRatios, to_pair
 from .cls_common import DynOPoolBackboneMixin, check_placement, check_stem, set_stride_one
 
 
 @MODELS.register_module()
 class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
-    """EfficientNet whose resolutions are learned with DynOPool (thesis section 5.5).
+    """EfficientNet whose resolutions are learned with DynOPool.
+
+    Paper: the DynOPool thesis, chapter 5, sections 5.2.1 (Eqs. 5.2-5.3) and 5.5
+    (Table 5.3); the layer: chapter 4, Eqs. 4.1-4.8
+    (``shared/papers/dynopool_thesis.txt``; its CVPR 2022 version:
+    https://arxiv.org/abs/2205.15254). EfficientNet: Tan and Le,
+    "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
+    https://arxiv.org/abs/1905.11946.
 
     Built from mmpretrain's :class:`~mmpretrain.models.EfficientNet`. Every strided conv
     - the stem conv (``stem='imagenet'`` only) and the depthwise conv (``conv1`` of an
@@ -32,15 +38,13 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
     (the stem pool resizes the image, a block pool the expansion conv's output, or the
     block input for an EdgeResidual) and the conv runs with stride 1 at the pooled
     resolution (``Conv_s -> Conv_1 . DynOPool_s``, Eq. 5.3): at the initial ratios every
-    conv runs at the human model's resolution and B0 costs exactly the human 0.402
-    GMACs at 224x224 (0.120 at 32x32 with ``stem='cifar'``).
+    conv runs at the human model's resolution and the model costs exactly the human
+    EfficientNet's GMACs.
 
-    GMACs at initialisation with the default ``placement='after'`` (mmengine's
-    FlopAnalyzer, single 1000-way FC): 0.460 for B0
-    at 224x224 against 0.42 in Table 5.3 (+9.5%, NOT within 3%). FlopAnalyzer counts the
-    human EfficientNet-B0 at 0.402 (it skips Swish and the SE gating products, hence
-    below the 0.42 that mmpretrain and the thesis report); the remaining +0.058 are Eq.
-    5.2's stride-1 stem and depthwise convs (with their BN) at the input resolution.
+    Cost with the default ``placement='after'``: Eq. 5.2 runs the stem conv and the
+    replaced depthwise convs (with their BN) at their input resolution, so at its
+    initial ratios the model costs more than the human-designed EfficientNet. The
+    counts, against Table 5.3, are in ``configs/dynopool_cls/README.md``.
 
     State-dict keys are mmpretrain EfficientNet's plus ``dynopool_stem.alpha`` and
     ``layers.<i>.0.dynopool.alpha`` (``.stride`` with DiffStride); mmpretrain
@@ -48,19 +52,32 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
 
     Args:
         arch (str): as for mmpretrain's ``EfficientNet``. Default: ``'b0'``.
-        stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool
+        stem, init_ratios, pool_cfg, placement: the arguments every DynOPool
             classification backbone takes (:mod:`.cls_common`); ``init_ratios=None``
             starts every pool at 0.5 (the human model).
         drop_path_rate, out_indices, frozen_stages, conv_cfg, norm_cfg, act_cfg,
         norm_eval, with_cp, init_cfg: as for mmpretrain's ``EfficientNet``. Pools of
             frozen layers are frozen with them.
+        dynopool_cfg (dict, optional): deprecated name of ``pool_cfg`` (a
+            ``DeprecationWarning``; given with ``pool_cfg``, its keys update
+            ``pool_cfg``'s). Default: None.
+
+    Example:
+        >>> import torch
+        >>> from mmseg_dynopool.models.backbones import DynOPoolEfficientNet
+        >>> model = DynOPoolEfficientNet(arch='b0', stem='cifar')
+        >>> model.dynopool_names
+        ['layers.3.0.dynopool', 'layers.4.0.dynopool', 'layers.5.0.dynopool']
+        >>> outs = model(torch.randn(1, 3, 32, 32))
+        >>> model.feature_sizes(), tuple(outs[-1].shape)
+        ([(16, 16), (8, 8), (4, 4)], (1, 1280, 4, 4))
     """
 
     def __init__(self,
                  arch: str = 'b0',
                  stem: str = 'imagenet',
                  init_ratios: InitRatios = None,
-                 dynopool_cfg: Optional[dict] = None,
+                 pool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  drop_path_rate: float = 0.,
                  out_indices: Sequence[int] = (6, ),
@@ -73,7 +90,8 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
                  init_cfg: Optional[Union[dict, List[dict]]] = [
                      dict(type='Kaiming', layer='Conv2d'),
                      dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1)
-                 ]) -> None:
+                 ],
+                 dynopool_cfg: Optional[dict] = None) -> None:
         self.stem_type = check_stem(stem)
         check_placement(placement)
         super().__init__(
@@ -87,5 +105,5 @@ class DynOPoolEfficientNet(DynOPoolBackboneMixin, EfficientNet):
             for conv in strided[:2]:
                 set_stride_one(conv)
         # Block pools default to layers.<i>.0.dynopool (the block).
-        self.convert(placement, init_ratios, dynopool_cfg,
+        self.convert(placement, init_ratios, pool_cfg, dynopool_cfg,
                      pool_names={'layers.0.conv': 'dynopool_stem'})

@@ -6,13 +6,18 @@ from mmpretrain.models.backbones import ResNet
 from mmpretrain.registry import MODELS
 from torch import nn
 
-from ..utils.init_ratios import InitRatios
+from ..converter import InitRatios
 from .cls_common import DynOPoolBackboneMixin, check_placement, check_stem
 
 
 @MODELS.register_module()
 class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
-    """ResNet whose resolutions are learned with DynOPool (thesis section 5.2.1).
+    """ResNet whose resolutions are learned with DynOPool.
+
+    Paper: the DynOPool thesis, chapter 5, section 5.2.1, Eqs. 5.1-5.3 (the layer:
+    chapter 4, Eqs. 4.1-4.8; ``shared/papers/dynopool_thesis.txt``; its CVPR 2022
+    version: https://arxiv.org/abs/2205.15254). ResNet: He et al., "Deep Residual
+    Learning for Image Recognition", https://arxiv.org/abs/1512.03385.
 
     Built from mmpretrain's :class:`~mmpretrain.models.ResNet` blocks; every resizing
     operation except the final global average pooling is replaced (section 4.4):
@@ -36,28 +41,24 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
     (when the strided conv is the block's first conv - ``style='caffe'``, BasicBlock -
     the block input is pooled once for both). The ImageNet stem keeps its single merged
     DynOPool (ratio 0.25), now in front of the 7x7 conv, which thus runs at 56x56
-    instead of the human 112x112 (-0.09 GMACs); splitting it into a pool before the conv
-    and one after would add a pool and a state-dict key. Every other conv runs at the
-    human model's resolution, so at the initial ratios ResNet-50 counts 4.02 GMACs at
-    224x224 (human 4.11, -2.2%) and exactly the human 1.305 at 32x32. Same pools, same
+    instead of the human 112x112 (a little cheaper than the human model); splitting it
+    into a pool before the conv and one after would add a pool and a state-dict key.
+    Every other conv runs at the human model's resolution, so at the initial ratios
+    the model costs the human ResNet's GMACs apart from that stem conv. Same pools, same
     ``init_ratios`` and same state-dict keys as ``'after'``.
 
     With the default initial ratios the feature-map sizes are those of Table 5.1's human
     ResNet-50: ``[56,56] [28,28] [14,14] [7,7]`` at 224x224 (ImageNet stem) and
     ``[16,16] [8,8] [4,4]`` at 32x32 (CIFAR stem).
 
-    GMACs with the default ``placement='after'``: Eq. 5.2 runs every replaced strided
-    conv at the input resolution, so the model at initialisation costs more than the
-    human-designed one, whose Table 5.1
-    numbers it therefore does NOT match within 3%: with mmengine's FlopAnalyzer and a
-    single FC head ResNet-50 counts 6.44 GMACs at 224x224 (human: 4.11, +57%) and 1.95
-    at 32x32 (human: 1.31, +49%). The excess is exactly the stride-1 stem conv, the
-    three stride-1 3x3 convs and the three stride-1 shortcut convs. This is the thesis'
-    own cost model: the GMACs that Table 5.1 reports for its DynOPool-S/B ResNet-50s
-    follow from their feature-map sizes with exactly this placement (CIFAR-100 DP-S
-    [10,9] [5,4] [2,2] -> 0.994 vs 1.01, DP-B -> 1.718 vs 1.73; ImageNet DP-S -> 6.17 vs
-    6.20; Aircraft DP-S -> 3.54 vs 3.57), not with ``placement='before'`` (0.583 and,
-    ImageNet DP-S, 3.33). The GMACs loss (Eq. 4.7) is relative to the initial state.
+    Cost with the default ``placement='after'``: Eq. 5.2 runs every replaced strided
+    conv at its input resolution - the stem conv, the three strided 3x3 convs and the
+    three shortcut 1x1 convs, nothing else - so at its initial ratios the model costs
+    more than the human-designed ResNet. This is the thesis' own cost model: the GMACs
+    that Table 5.1 reports for its DynOPool ResNet-50s follow from their feature-map
+    sizes with this placement, not with ``'before'``. The GMACs loss (Eq. 4.7) is
+    relative to the initial state. The counts (ours against Table 5.1, both
+    placements) are in ``configs/dynopool_cls/README.md``.
 
     State-dict keys are those of mmpretrain's ``ResNet`` (``stem='imagenet'``) or
     ``ResNet_CIFAR`` (``stem='cifar'``) plus ``dynopool_stem.alpha`` and
@@ -67,11 +68,11 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
 
     Args:
         depth (int): 18, 34, 50, 101 or 152. Default: 50.
-        stem, init_ratios, dynopool_cfg, placement: the arguments every DynOPool
+        stem, init_ratios, pool_cfg, placement: the arguments every DynOPool
             classification backbone takes (:mod:`.cls_common`). ``init_ratios=None``
             starts the stem pool at 0.25 and the others at 0.5 (the human model); a
             list has the stem pool first (``'imagenet'``), then one per stride-2 stage.
-            ``dynopool_cfg=dict(type='ShapeAdaptor')`` with ``stem='imagenet'``: the
+            ``pool_cfg=dict(type='ShapeAdaptor')`` with ``stem='imagenet'``: the
             merged stem layer starts at 0.25, which a Shape Adaptor can only start at
             with ``r1 <= 0.25`` (e.g. ``dict(type='ShapeAdaptor', r1=0.25)``; else its
             ``init_ratio`` error), or give the stem another ratio in ``init_ratios``.
@@ -81,13 +82,33 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
             ``ResNet``. ``strides`` entries must be 1 or 2. A frozen stem (``frozen_stages
             >= 0``) freezes the stem pool; frozen stages freeze their pools.
         deep_stem, avg_down: not supported (must be False).
+        dynopool_cfg (dict, optional): deprecated name of ``pool_cfg`` (a
+            ``DeprecationWarning``; given with ``pool_cfg``, its keys update
+            ``pool_cfg``'s). Default: None.
+
+    Example:
+        >>> import torch
+        >>> from mmseg_dynopool.models.backbones import DynOPoolResNet
+        >>> model = DynOPoolResNet(depth=18, stem='cifar')
+        >>> model.dynopool_names
+        ['layer2.0.dynopool', 'layer3.0.dynopool', 'layer4.0.dynopool']
+        >>> outs = model(torch.randn(1, 3, 32, 32))
+        >>> model.feature_sizes(), tuple(outs[-1].shape)
+        ([(16, 16), (8, 8), (4, 4)], (1, 512, 4, 4))
+        >>> # Another placement and ratios; pool_cfg configures every pool.
+        >>> model = DynOPoolResNet(depth=18, stem='cifar', placement='before',
+        ...                        init_ratios=[0.5, (0.5, 0.25), 0.5],
+        ...                        pool_cfg=dict(type='DynOPool', aggregation='avg'))
+        >>> outs = model(torch.randn(1, 3, 32, 32))
+        >>> model.feature_sizes()
+        [(16, 16), (8, 4), (4, 2)]
     """
 
     def __init__(self,
                  depth: int = 50,
                  stem: str = 'imagenet',
                  init_ratios: InitRatios = None,
-                 dynopool_cfg: Optional[dict] = None,
+                 pool_cfg: Optional[dict] = None,
                  placement: str = 'after',
                  in_channels: int = 3,
                  stem_channels: int = 64,
@@ -110,7 +131,8 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
                  ],
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0,
+                 dynopool_cfg: Optional[dict] = None) -> None:
         if deep_stem or avg_down:
             raise ValueError('DynOPoolResNet does not support deep_stem/avg_down')
         if any(s not in (1, 2) for s in strides):
@@ -130,7 +152,7 @@ class DynOPoolResNet(DynOPoolBackboneMixin, ResNet):
         # DynOPool of ratio 0.25 (merge_consecutive; it rounds H / 4 where the two ops
         # give ceil(ceil(H / 2) / 2), hence exact_sizes=False). Block pools default to
         # layer<i>.0.dynopool (the block holds both of its branches).
-        self.convert(placement, init_ratios, dynopool_cfg, merge_consecutive=True,
+        self.convert(placement, init_ratios, pool_cfg, dynopool_cfg, merge_consecutive=True,
                      exact_sizes=False, pool_names={'conv1': 'dynopool_stem'},
                      in_channels=in_channels)
 

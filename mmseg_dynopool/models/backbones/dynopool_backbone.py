@@ -7,7 +7,7 @@ from mmengine.registry import Registry
 from mmseg.registry import MODELS as SEG_MODELS
 from torch import nn
 
-from ..utils import convert_to_dynopool
+from ..converter import convert_to_dynopool
 
 
 def build_dynopool_backbone(registry: Registry,
@@ -16,20 +16,53 @@ def build_dynopool_backbone(registry: Registry,
                             init_cfg: Optional[Union[dict, List[dict]]] = None,
                             **convert_args) -> nn.Module:
     """Build ``backbone`` from ``registry`` and convert it in place with
-    :func:`~mmseg_dynopool.models.utils.convert_to_dynopool` (``convert_args``:
-    ``placement`` - default ``'before'`` -, ``init_ratios``, ``pool_cfg``, ``skip``,
-    ``merge_consecutive``, ``exact_sizes``, ``pool_names``, ``fuse_upsampling``,
-    ``probe_size``, ``in_channels``).
+    :func:`~mmseg_dynopool.models.converter.convert_to_dynopool`: what the registered
+    ``DynOPoolBackbone`` does.
+
+    Paper: the DynOPool thesis, chapter 4, section 4.4 (any resizing op can become
+    DynOPool) and chapter 5, Eqs. 5.1-5.3 (``shared/papers/dynopool_thesis.txt``; its
+    CVPR 2022 version: https://arxiv.org/abs/2205.15254).
 
     The result **is** the inner backbone - same class, same ``forward``, ``train`` /
     ``frozen_stages`` / ``norm_eval`` / ``init_weights`` behaviour and the same
     state-dict keys plus one ``<pool>.alpha`` per pool - so checkpoints of the original
     backbone, or of a whole model around it, load unchanged (only the alphas missing).
-    ``pretrained`` and ``init_cfg`` given here go to the inner backbone
-    (``pretrained`` as ``init_cfg=dict(type='Pretrained', checkpoint=...)``); they are
-    loaded by ``init_weights()``, after the conversion, as usual. A frozen stage freezes
-    the pools of the levels its strided ops enter. What was converted is in
-    :func:`~mmseg_dynopool.models.utils.get_conversion` (``model._dynopool_conversion``).
+    A frozen stage freezes the pools of the levels its strided ops enter. What was
+    converted is in :func:`~mmseg_dynopool.models.converter.get_conversion`
+    (``model._dynopool_conversion``).
+
+    Args:
+        registry (Registry): where ``backbone`` is registered (mmseg's or mmpretrain's
+            ``MODELS``).
+        backbone (dict): config of the backbone to convert.
+        pretrained (str, optional): checkpoint of the inner backbone, given to it as
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)`` and loaded by
+            ``init_weights()`` after the conversion, as usual. Default: None.
+        init_cfg (dict | list[dict], optional): the inner backbone's ``init_cfg``
+            (not together with ``pretrained``). Default: None.
+        **convert_args: the arguments of ``convert_to_dynopool``: ``placement``
+            (default ``'before'``, Eq. 5.3), ``init_ratios``, ``pool_cfg`` (the
+            resizing layer: ``type`` ``'DynOPool'`` by default, ``'ShapeAdaptor'`` or
+            ``'DiffStride'``, and its arguments), ``skip``, ``merge_consecutive``,
+            ``exact_sizes``, ``pool_names``, ``fuse_upsampling``, ``probe_size``,
+            ``in_channels``. A misspelt one is a ``TypeError`` naming the valid ones.
+
+    Returns:
+        nn.Module: the converted inner backbone.
+
+    Example:
+        >>> import torch
+        >>> from mmseg.registry import MODELS
+        >>> model = build_dynopool_backbone(MODELS, dict(type='ResNetV1c', depth=18),
+        ...                                 placement='before')
+        >>> type(model).__name__
+        'ResNetV1c'
+        >>> alphas = [name for name, _ in model.named_parameters()
+        ...           if name.endswith('.alpha')]
+        >>> len(alphas), alphas[:3]   # stem conv, stem max-pool, layer2's level
+        (5, ['dynopool.alpha', 'maxpool.alpha', 'layer2.0.dynopool.alpha'])
+        >>> tuple(model(torch.randn(1, 3, 64, 64))[-1].shape)
+        (1, 512, 2, 2)
     """
     _check_convert_args(convert_args)
     cfg = dict(backbone)
@@ -70,16 +103,33 @@ def _check_convert_args(convert_args: dict) -> None:
 
 def _builder(registry: Registry) -> Callable[..., nn.Module]:
     def DynOPoolBackbone(backbone: dict, **kwargs) -> nn.Module:  # noqa: N802
-        """Any backbone of this registry with DynOPool in place of its strided ops.
+        """Any backbone of this registry with DynOPool in place of its resizing ops.
 
-        Config::
+        Registered in mmseg's and (when installed) mmpretrain's ``MODELS``; it builds
+        ``backbone`` and converts it in place, so the result is the inner backbone's
+        class with one learnable resizing layer per resolution level. Paper: the
+        DynOPool thesis, chapter 4, section 4.4, and chapter 5, Eqs. 5.1-5.3
+        (``shared/papers/dynopool_thesis.txt``; its CVPR 2022 version:
+        https://arxiv.org/abs/2205.15254). Configs: ``configs/dynopool_any/README.md``.
 
-            backbone=dict(type='DynOPoolBackbone',
-                          backbone=dict(type='ResNetV1c', depth=50, ...),
-                          placement='before', init_ratios=None,
-                          pool_cfg=dict(type='DynOPool', min_size=1.5))
+        Args:
+            backbone (dict): config of the backbone to convert.
+            **kwargs: ``pretrained``, ``init_cfg`` and the converter's arguments
+                (``placement``, default ``'before'``; ``init_ratios``; ``pool_cfg``;
+                ``skip``; ...), as for :func:`build_dynopool_backbone`.
 
-        See :func:`build_dynopool_backbone`.
+        Example:
+            >>> import torch
+            >>> from mmseg.registry import MODELS
+            >>> model = MODELS.build(dict(
+            ...     type='DynOPoolBackbone',
+            ...     backbone=dict(type='ResNetV1c', depth=18),
+            ...     placement='before', init_ratios=None,
+            ...     pool_cfg=dict(type='DynOPool', min_size=1.5)))
+            >>> type(model).__name__, type(model.layer2[0].dynopool).__name__
+            ('ResNetV1c', 'DynOPool')
+            >>> tuple(model(torch.randn(1, 3, 64, 64))[-1].shape)
+            (1, 512, 2, 2)
         """
         return build_dynopool_backbone(registry, backbone, **kwargs)
     return DynOPoolBackbone

@@ -5,8 +5,8 @@ from mmseg.models.backbones.hrnet import HRNet
 from mmseg.registry import MODELS
 from torch import nn
 
-from ...ops.resizing import resizing_layer_cfg
-from ..utils import convert_to_dynopool
+from ...layers import pool_cfg_arg, resizing_layer_cfg, resizing_layer_class
+from ..converter import convert_to_dynopool
 
 # Resolution levels, in order: the stem (after conv1's pool) and the four streams.
 LEVELS = ('stem', 'stream1', 'stream2', 'stream3', 'stream4')
@@ -17,10 +17,17 @@ _FIRST_OP = ('conv1', 'conv2', 'transition1.1.0.0', 'transition2.2.0.0',
 
 @MODELS.register_module()
 class DynOPoolHRNet(HRNet):
-    """HRNet whose resolutions are learned with DynOPool (thesis section 5.6).
+    """HRNet whose resolutions are learned with DynOPool.
+
+    Paper: the DynOPool thesis, chapter 5, sections 5.2.1 (Eq. 5.3) and 5.6
+    (Table 5.4); the layer and its GMACs loss: chapter 4, Eqs. 4.1-4.8
+    (``shared/papers/dynopool_thesis.txt``; its CVPR 2022 version:
+    https://arxiv.org/abs/2205.15254). HRNet: Sun et al., "High-Resolution
+    Representations for Labeling Pixels and Regions", https://arxiv.org/abs/1904.04514.
+    Configs and results: ``configs/dynopool_hrnet/README.md``.
 
     mmseg's :class:`~mmseg.models.backbones.HRNet` converted by
-    :func:`~mmseg_dynopool.models.utils.convert_to_dynopool` with
+    :func:`~mmseg_dynopool.models.converter.convert_to_dynopool` with
     ``placement='before'``: every strided convolution - stem ``conv1`` and ``conv2``,
     the transition convs that open streams 2-4 and every step of the fuse-layer
     downsampling chains - becomes DynOPool followed by the same convolution with stride
@@ -35,34 +42,55 @@ class DynOPoolHRNet(HRNet):
     feature-map sizes equal mmseg HRNet's for every input size (even or odd: DynOPool
     rounds ``H / 2`` like a stride-2 3x3 conv with padding 1).
 
-    ``dynopool_cfg=dict(type='ShapeAdaptor' | 'DiffStride', ...)`` builds those layers
+    ``pool_cfg=dict(type='ShapeAdaptor' | 'DiffStride', ...)`` builds those layers
     instead (``docs/baselines.md``), at the same places, with the same names and initial
     ratios. Their sizes follow their own rules (ShapeAdaptor floors ``H s``, DiffStride
     gives about ``H / S + 2R``), not the strided convs', so the converter runs with
     ``exact_sizes=False`` for them; all tensors of a stream still share one size.
 
     Args:
-        extra, in_channels, conv_cfg, norm_cfg, norm_eval, with_cp, frozen_stages,
+        extra (dict): the four stages (``stage1`` .. ``stage4``: ``num_modules``,
+            ``num_branches``, ``block``, ``num_blocks``, ``num_channels``), as for
+            mmseg's ``HRNet``.
+        in_channels, conv_cfg, norm_cfg, norm_eval, with_cp, frozen_stages,
         zero_init_residual, multiscale_output, pretrained, init_cfg: as for mmseg's
             ``HRNet``. A frozen stage freezes the pools of the levels it enters.
-        dynopool_cfg (dict, optional): config of the five resizing layers: ``type``
+        pool_cfg (dict, optional): config of the five resizing layers: ``type``
             (``'DynOPool'``, the default, ``'ShapeAdaptor'`` or ``'DiffStride'``; any
             other is a ``ValueError``) and that layer's keyword arguments (DynOPool:
             ``min_size``, ``aggregation``, ``max_ratio``, ``max_size``...;
             ShapeAdaptor: ``r1``, ``r2``, ``min_size``...; DiffStride:
             ``smoothness``...), not ``init_ratio`` (use ``init_ratios``). Default:
             None (DynOPool with its defaults).
+        dynopool_cfg (dict, optional): deprecated name of ``pool_cfg`` (a warning;
+            given with ``pool_cfg``, its keys update ``pool_cfg``'s).
         init_ratios (float | sequence | dict): initial ratios, by the package's one rule
-            (:mod:`mmseg_dynopool.models.utils.init_ratios`): one ratio (a float or
+            (:mod:`mmseg_dynopool.models.converter.init_ratios`): one ratio (a float or
             ``(r_h, r_w)``) for all five levels, a list of five (stem, stream1..4) or a
             dict ``{'dynopool_<level>': ratio}``. Default: 0.5 (the human HRNet).
 
     Example:
+        >>> import torch
         >>> from mmseg_dynopool.models.backbones import DynOPoolHRNet
+        >>> extra = dict(  # a tiny HRNet: one block per branch
+        ...     stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK',
+        ...                 num_blocks=(1, ), num_channels=(8, )),
+        ...     stage2=dict(num_modules=1, num_branches=2, block='BASIC',
+        ...                 num_blocks=(1, 1), num_channels=(8, 16)),
+        ...     stage3=dict(num_modules=1, num_branches=3, block='BASIC',
+        ...                 num_blocks=(1, 1, 1), num_channels=(8, 16, 32)),
+        ...     stage4=dict(num_modules=1, num_branches=4, block='BASIC',
+        ...                 num_blocks=(1, 1, 1, 1), num_channels=(8, 16, 32, 64)))
         >>> model = DynOPoolHRNet(extra, init_ratios=[0.5, 0.5, 0.45, 0.4, 0.5])
-        >>> outs = model(torch.randn(1, 3, 480, 480))
-        >>> model.feature_sizes()['stem']
-        (240, 240)
+        >>> outs = model(torch.randn(1, 3, 64, 64))
+        >>> list(model.feature_sizes().items())[2:]  # stem 32x32, stream1 16x16
+        [('stream2', (7, 7)), ('stream3', (3, 3)), ('stream4', (2, 2))]
+        >>> [tuple(out.shape) for out in outs]
+        [(1, 8, 16, 16), (1, 16, 7, 7), (1, 32, 3, 3), (1, 64, 2, 2)]
+        >>> # ShapeAdaptor at the same places: pool_cfg picks the resizing layer.
+        >>> model = DynOPoolHRNet(extra, pool_cfg=dict(type='ShapeAdaptor'))
+        >>> type(model.pools['stream2']).__name__
+        'ShapeAdaptor'
     """
 
     def __init__(self,
@@ -77,17 +105,18 @@ class DynOPoolHRNet(HRNet):
                  multiscale_output: bool = True,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
-                 dynopool_cfg: Optional[dict] = None,
-                 init_ratios: Union[float, Sequence, dict] = 0.5) -> None:
+                 pool_cfg: Optional[dict] = None,
+                 init_ratios: Union[float, Sequence, dict] = 0.5,
+                 dynopool_cfg: Optional[dict] = None) -> None:
         super().__init__(extra, in_channels, conv_cfg, norm_cfg, norm_eval, with_cp,
                          frozen_stages, zero_init_residual, multiscale_output,
                          pretrained, init_cfg)
-        cfg = resizing_layer_cfg(dynopool_cfg)
+        cfg = resizing_layer_cfg(pool_cfg_arg(pool_cfg, dynopool_cfg, 'DynOPoolHRNet'))
         conversion = convert_to_dynopool(
             self, placement='before', init_ratios=init_ratios, pool_cfg=cfg,
             in_channels=in_channels,
             # ShapeAdaptor / DiffStride never reproduce the strided convs' sizes.
-            exact_sizes=cfg['type'] == 'DynOPool',
+            exact_sizes=resizing_layer_class(cfg['type']).exact_sizes,
             pool_names={op: f'dynopool_{lvl}' for op, lvl in zip(_FIRST_OP, LEVELS)})
         expected = [f'dynopool_{level}' for level in LEVELS]
         if conversion.left_alone or conversion.pool_names != expected:
