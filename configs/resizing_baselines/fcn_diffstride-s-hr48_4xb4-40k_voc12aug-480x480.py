@@ -3,8 +3,8 @@
 # 480x480 (Table 5.4's DP-S; the human model costs 82.55), in absolute GMACs because
 # DiffStride's layers start larger than the strided ops they replace.
 _base_ = ['./fcn_diffstride-hr48_4xb4-40k_voc12aug-480x480.py']
-# freeze_after=0.9: this layer's sizes move in coarse steps (DiffStride: 2 rows at a
+# lock_after=0.9: this layer's sizes move in coarse steps (DiffStride: 2 rows at a
 # time; Shape Adaptor: one common scale, floored), so the final projection onto the
 # budget can change them a lot; the last 10 % of training adapts the weights to them.
 custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=69.39,
-                     freeze_after=0.9)]
+                     lock_after=0.9)]

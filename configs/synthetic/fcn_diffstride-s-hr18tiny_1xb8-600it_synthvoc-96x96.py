@@ -3,8 +3,8 @@
 # DP-S / human ratio (69.39 / 82.55) times the human model's 0.09178 GMACs at 96x96
 # (a test recounts it). DiffStride starts above the budget; lambda pushes the strides up.
 _base_ = ['./fcn_diffstride-b-hr18tiny_1xb8-600it_synthvoc-96x96.py']
-# freeze_after=0.9: this layer's sizes move in coarse steps (DiffStride: 2 rows at a
+# lock_after=0.9: this layer's sizes move in coarse steps (DiffStride: 2 rows at a
 # time; Shape Adaptor: one common scale, floored), so the final projection onto the
 # budget can change them a lot; the last 10 % of training adapts the weights to them.
 custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=0.09178 * 69.39 / 82.55,
-                     freeze_after=0.9)]
+                     lock_after=0.9)]

@@ -1,4 +1,6 @@
+from .budget import BudgetController
 from .hooks import DynOPoolGMACsHook, RNGStateHook
 from .optim_constructor import DynOPoolOptimWrapperConstructor
 
-__all__ = ['DynOPoolGMACsHook', 'DynOPoolOptimWrapperConstructor', 'RNGStateHook']
+__all__ = ['BudgetController', 'DynOPoolGMACsHook', 'DynOPoolOptimWrapperConstructor',
+           'RNGStateHook']
