@@ -89,6 +89,11 @@ class ResizingLayer(HostCopyMixin, nn.Module):
         raise NotImplementedError(f'{type(self).__name__} cannot set an exact output '
                                   'size (exact_sizes is False)')
 
+    def output_size_bounds(self, in_lo: int, in_hi: int) -> Tuple[int, int]:
+        """The integer output sizes ``(lo, hi)`` (one axis) :meth:`set_output_size` can
+        give for every input size in ``[in_lo, in_hi]`` (only for :attr:`exact_sizes`)."""
+        raise NotImplementedError(f'{type(self).__name__} has no exact output sizes')
+
     def bounds_repr(self) -> str:
         """The allowed range of the ratio, for logs."""
         return ''

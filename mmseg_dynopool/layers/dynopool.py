@@ -227,6 +227,16 @@ class DynOPool(ResizingLayer):
         self.alpha.copy_(alpha.to(self.alpha))
         self.guard_alpha()
 
+    def output_size_bounds(self, in_lo: int, in_hi: int) -> Tuple[int, int]:
+        """Sizes reachable for every input in ``[in_lo, in_hi]``: at least
+        ``min_size`` rounded half up and ``in_hi * min_ratio``, at most
+        ``in_lo * max_ratio`` and ``max_size`` (Eq. 4.1 with section 5.2.2's bounds)."""
+        lo = max(int(math.floor(self.min_size + 0.5)), math.ceil(in_hi * self.min_ratio))
+        hi = math.floor(in_lo * self.max_ratio)
+        if self.max_size is not None:
+            hi = min(hi, self.max_size)
+        return lo, hi
+
     def bounds_repr(self) -> str:
         return (f'allowed ratio range [{self.min_ratio}, {self.max_ratio}], '
                 f'max_size={self.max_size}')

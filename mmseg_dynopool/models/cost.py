@@ -177,6 +177,23 @@ class GMACsProfile:
         """GMACs at the profiled (initial) state."""
         return self.fixed_gmacs + sum(self.owned_gmacs)
 
+    @property
+    def initial_cost(self) -> float:
+        """The cost at the initial ratios (the budget controller's name for
+        :attr:`total_gmacs`)."""
+        return self.total_gmacs
+
+    def host_sizes(self, pools: Sequence[nn.Module]) -> List[Tuple[int, int]]:
+        """Integer (h, w) of every layer for the profiled input size, on the host."""
+        return self._host_sizes(pools)
+
+    def cost_of_sizes(self, sizes: Sequence[Tuple[int, int]]) -> float:
+        """GMACs (Eq. 4.7) for the layers' integer output ``sizes``, without a forward."""
+        total = self.fixed_gmacs
+        for (h, w), (h0, w0), gmacs in zip(sizes, self.pool_out_sizes, self.owned_gmacs):
+            total += (h * w) / float(h0 * w0) * gmacs
+        return total
+
     def sizes(self, pools: Sequence[nn.Module]) -> List[Tuple[Tensor, Tensor]]:
         """Straight-through (h, w) of every layer for the profiled input size."""
         if len(pools) != len(self.pool_names):
@@ -207,11 +224,7 @@ class GMACsProfile:
         host copy of its parameter (``host_output_size`` of DynOPool, ShapeAdaptor and
         DiffStride; ``ops/host_cache.py``): no device synchronisation beyond the one per
         parameter update all layers share."""
-        sizes = self._host_sizes(pools)
-        total = self.fixed_gmacs
-        for (h, w), (h0, w0), gmacs in zip(sizes, self.pool_out_sizes, self.owned_gmacs):
-            total += (h * w) / float(h0 * w0) * gmacs
-        return total
+        return self.cost_of_sizes(self._host_sizes(pools))
 
     def estimate(self, pools: Sequence[nn.Module]) -> Tensor:
         """GMACs for the current parameters (Eq. 4.7); differentiable w.r.t. them."""

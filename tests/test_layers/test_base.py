@@ -166,3 +166,11 @@ def test_backbones_take_pool_cfg_and_the_old_name():
         old = DynOPoolHRNet(tiny_hrnet_extra(), dynopool_cfg=dict(aggregation='avg'))
     for model in (new, old):
         assert {m.aggregation for _, m in resizing_layers(model)} == {'avg'}
+
+
+def test_dynopool_output_size_bounds_follow_its_ratio_and_size_bounds():
+    layer = DynOPool(0.5, min_size=1.5, min_ratio=0.1, max_ratio=2.0, max_size=30)
+    assert layer.output_size_bounds(20, 40) == (4, 30)   # ceil(40 * 0.1), min(40, 30)
+    assert DynOPool(0.5).output_size_bounds(8, 8) == (2, 32)  # min_size 1.5 -> 2
+    with pytest.raises(NotImplementedError):
+        ShapeAdaptor(0.75).output_size_bounds(8, 8)

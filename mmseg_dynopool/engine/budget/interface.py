@@ -9,25 +9,23 @@ meant to plug in here):
 * ``host_estimate(layers) -> float``: the same value computed on the host from the
   layers' host sizes (no device synchronisation; what is logged and what the dual step
   reads);
-* the cost at the initial ratios, for budgets given as a fraction of it:
-  ``initial_cost`` (``GMACsProfile`` calls it ``total_gmacs``).
+* ``initial_cost``: the cost at the initial ratios, for budgets given as a fraction of
+  it;
+* ``host_sizes(layers)``: every layer's integer output size at the profiled input size
+  (for the projection);
+* for the projection's integer-size refinement: the layer graph - ``pool_order``
+  (parents first), ``pool_parents`` (index of the layer whose output size is a layer's
+  input size, or None), ``pool_in_sizes`` (input sizes of the layers without a parent)
+  - and ``cost_of_sizes(sizes) -> float``, the cost of a list of integer output sizes
+  without a forward.
 
-For the projection: ``host_sizes(layers)``, every layer's integer output size at the
-profiled input size (``GMACsProfile``: ``_host_sizes``). Optional, for its integer-size
-refinement (a cost without them gets the generic projection): the layer graph -
-``pool_order`` (parents first), ``pool_parents`` (index of the layer whose output size
-is a layer's input size, or None), ``pool_in_sizes`` (input sizes of the layers without
-a parent) - and ``cost_of_sizes(sizes) -> float``, the cost of a list of integer output
-sizes without a forward (``GMACsProfile`` has no such method: :func:`cost_of_sizes`
-builds it from Eq. 4.7 on integer sizes, ``fixed + sum_l c_l h_l w_l``).
+``GMACsProfile`` and ``models.latency.LatencyProfile`` implement all of it.
 
 **The layers** (:class:`~mmseg_dynopool.layers.ResizingLayer`): ``ratio_parameter()``,
-``scale_ratio(start, factor)``, ``host_output_size``, ``host_ratio``, ``last_size``;
-for the refinement ``exact_sizes`` and ``set_output_size(in_size, out_size)``, and
-``output_size_bounds(in_lo, in_hi)`` (the helper below falls back to the layer's
-``min_size`` / ``min_ratio`` / ``max_ratio`` / ``max_size`` without it).
+``scale_ratio(start, factor)``, ``host_output_size``, ``host_ratio``, ``last_size``,
+``bounds_repr()``; for the refinement ``exact_sizes``,
+``set_output_size(in_size, out_size)`` and ``output_size_bounds(in_lo, in_hi)``.
 """
-import math
 from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 
 import torch
@@ -48,13 +46,12 @@ class BudgetCost(Protocol):
 
 # ---------------------------------------------------------------------- the cost
 def initial_cost(cost: BudgetCost) -> float:
-    """The cost at the initial ratios: ``cost.initial_cost``, else ``total_gmacs``."""
-    for name in ('initial_cost', 'total_gmacs'):
-        value = getattr(cost, name, None)
-        if value is not None:
-            return float(value)
-    raise TypeError(f'{type(cost).__name__} gives no initial cost (initial_cost or '
-                    'total_gmacs), which a budget given by target_ratio needs')
+    """The cost at the initial ratios (``cost.initial_cost``)."""
+    value = getattr(cost, 'initial_cost', None)
+    if value is None:
+        raise TypeError(f'{type(cost).__name__} has no initial_cost, which a budget given '
+                        'by target_ratio needs')
+    return float(value)
 
 
 def checked_cost(cost: BudgetCost, layers: Sequence[nn.Module]) -> float:
@@ -66,58 +63,32 @@ def checked_cost(cost: BudgetCost, layers: Sequence[nn.Module]) -> float:
 
 def host_sizes(cost: BudgetCost, layers: Sequence[nn.Module]) -> List[Size]:
     """Every layer's integer output size at the cost's input size, on the host."""
-    method = getattr(cost, 'host_sizes', None) or getattr(cost, '_host_sizes')
-    return method(layers)
+    return cost.host_sizes(layers)
 
 
 def has_size_graph(cost: BudgetCost) -> bool:
     """Whether the cost offers what the integer-size refinement needs."""
     return all(hasattr(cost, name) for name in ('pool_order', 'pool_parents',
-                                                 'pool_in_sizes')) and (
-        hasattr(cost, 'cost_of_sizes') or hasattr(cost, 'owned_gmacs'))
+                                                 'pool_in_sizes', 'cost_of_sizes'))
 
 
 def cost_of_sizes(cost: BudgetCost) -> Callable[[Sequence[Size]], float]:
-    """A function from the layers' integer output sizes to the cost (no forward): the
-    cost's own ``cost_of_sizes``, else Eq. 4.7 on integer sizes from a GMACs profile."""
-    method = getattr(cost, 'cost_of_sizes', None)
-    if method is not None:
-        return method
-    fixed = cost.fixed_gmacs
-    coef = [g / float(h0 * w0) for g, (h0, w0) in zip(cost.owned_gmacs,
-                                                      cost.pool_out_sizes)]
-
-    def gmacs(sizes: Sequence[Size]) -> float:
-        total = fixed
-        for (h, w), c in zip(sizes, coef):
-            total += h * w * c
-        return total
-    return gmacs
+    """The cost as a function of the layers' integer output sizes (no forward)."""
+    return cost.cost_of_sizes
 
 
 # -------------------------------------------------------------------- the layers
 def exact_sizes(layer: nn.Module) -> bool:
     """Whether ``layer.set_output_size`` can give it any integer size per axis."""
-    return bool(getattr(layer, 'exact_sizes', False))
+    return bool(layer.exact_sizes)
 
 
 def output_size_bounds(layer: nn.Module, in_lo: int, in_hi: int) -> Size:
     """The integer output sizes (one axis) the layer can produce for every input size
-    in ``[in_lo, in_hi]``: ``layer.output_size_bounds`` where the layer has it, else
-    from its ``min_size`` (rounded half up), ``min_ratio``, ``max_ratio`` and
-    ``max_size`` (DynOPool's size rule, Eq. 4.1 with section 5.2.2's bounds)."""
-    method = getattr(layer, 'output_size_bounds', None)
-    if method is not None:
-        return method(in_lo, in_hi)
-    lo = max(int(math.floor(layer.min_size + 0.5)), math.ceil(in_hi * layer.min_ratio))
-    hi = math.floor(in_lo * layer.max_ratio)
-    if layer.max_size is not None:
-        hi = min(hi, layer.max_size)
-    return lo, hi
+    in ``[in_lo, in_hi]`` (``layer.output_size_bounds``)."""
+    return layer.output_size_bounds(in_lo, in_hi)
 
 
 def bounds_repr(layer: nn.Module) -> Optional[str]:
     """The layer's allowed range for the log (``layer.bounds_repr()``), or None."""
-    method = getattr(layer, 'bounds_repr', None)
-    text = method() if method is not None else ''
-    return text or None
+    return layer.bounds_repr() or None
