@@ -14,7 +14,7 @@ STAMP := $(VENV)/.setup-done
 # No TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: `import mmseg_dynopool` gives mmengine a loader
 # that reads its checkpoints with weights_only=True (docs/reliability.md, safe checkpoints).
 
-.PHONY: setup test test-all main bench tradeoff baselines clean-venv gpu-check
+.PHONY: setup test test-all main main-latency bench tradeoff baselines clean-venv gpu-check
 
 setup: $(STAMP)
 
@@ -42,11 +42,18 @@ $(STAMP): $(VENV)/.mmcv-done $(EXT) requirements/runtime.txt requirements/tests.
 	$(PY) -c "import mmseg_dynopool, mmseg.models, mmpretrain.models, mmcv.ops; from mmseg_dynopool import _C"
 	touch $@
 
+# Two xdist workers (one per core, one torch thread each); tests sharing an expensive
+# module-scoped fixture run on one worker (groups set in tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 main: setup
 	$(PY) tools/run_main_job.py
+
+# Issue 22: DP-S under a latency budget (predicted frozen latency <= 0.84x the human
+# model's; fits work_dirs/latency/cpu.json first if missing) beside human and DP-S.
+main-latency: setup
+	$(PY) tools/run_latency_job.py
 
 # Figure 5.2 on the built-in data: the tiny HRNet at 3 input scales vs DynOPool at 3
 # GMACs budgets, 3 seeds each, 300 iterations per run (~20-25 min on 2 cores).

@@ -1,86 +1,110 @@
-"""Shared fixtures: tiny configs and synthetic data for integration tests."""
+"""Shared fixtures: synthetic datasets, the default-scope isolation, and (from
+tests/helpers.py, which the torchrun worker imports too) the one tiny-config helper.
+
+The suite runs in parallel (``pytest -n 2``, pytest-xdist): every worker is its own
+process with its own session fixtures, written under its own ``tmp_path_factory``
+folder; nothing is written into the repository.
+"""
+import os
 import os.path as osp
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SYNTH_DP_CFG = osp.join(REPO, 'configs', 'synthetic',
-                        'fcn_dynopool-hr18tiny_1xb8-600it_synthvoc-96x96.py')
-SYNTH_HUMAN_CFG = osp.join(REPO, 'configs', 'synthetic',
-                           'fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py')
+from .helpers import (MOVING_SIZES, REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG,  # noqa: F401
+                      build_segmentor, tiny_config)
+
+#: Old name of :func:`tiny_config` (same arguments), for tests/test_tools/
+#: test_analysis_tools.py until it imports tiny_config.
+tiny_cfg = tiny_config
+
+
+def _cache_installed_config_lookups() -> None:
+    """Cache what ``Config.fromfile`` looks up in installed packages.
+
+    mmengine resolves every ``mmseg::`` / ``mmpretrain::`` base (the synthetic configs
+    have two) by first reading all of the package's ~50 model metafiles (pure-Python
+    YAML, ~1.3 s) and re-checking that the package is installed: most of the time of
+    loading a config. Installed packages do not change during a test run, so both are
+    cached per process; the configs still load through mmengine's own code.
+    """
+    import functools
+
+    from mmengine.config import config as config_module
+    from mmengine.config import utils as config_utils
+    if not hasattr(config_utils.load, 'cache_info'):
+        # `load` there only reads the metafiles (model-index.yml and what it lists),
+        # which mmengine reads and never modifies.
+        config_utils.load = functools.lru_cache(maxsize=None)(config_utils.load)
+    if not hasattr(config_module.is_installed, 'cache_info'):
+        config_module.is_installed = functools.lru_cache(maxsize=None)(
+            config_module.is_installed)
+
+
+def pytest_configure(config) -> None:
+    """Cache config look-ups in installed packages (above), no hypothesis database.
+
+    In an xdist worker, one thread per process: ``-n 2`` on two cores runs two workers,
+    and with two threads each every OpenMP region waits for a descheduled thread (a
+    160x160 forward of the tiny HRNet went from 0.05 s to 3.3 s). Child processes
+    (tools/train.py, torchrun) inherit the environment variables."""
+    _cache_installed_config_lookups()
+    # No example database: hypothesis would write it into the repository (.hypothesis/),
+    # from both workers at once; a fresh checkout (CI) starts without one anyway.
+    from hypothesis import settings
+    settings.register_profile('suite', database=None)
+    settings.load_profile('suite')
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+        import torch
+        torch.set_num_threads(1)
+
+
+#: Module-scoped fixtures cheap enough to build once per xdist worker.
+_CHEAP_MODULE_FIXTURES = frozenset({'one_thread'})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under xdist (``-n 2 --dist loadgroup``, the Makefile's ``test``): tests that share
+    an expensive module-scoped fixture (a trained tiny model, a built HRNet-W48) go to
+    one worker as a group (``xdist_group`` = their module), every other test is
+    scheduled on its own; and the ``slow`` tests are handed out first, so that the
+    short ones fill the gaps at the end instead of one long run ending the suite alone.
+
+    Runs before xdist's own hook, which turns the ``xdist_group`` marks into the
+    scheduling groups. A serial run keeps the collection order and no groups.
+    """
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        return
+    for item in items:
+        info = getattr(item, '_fixtureinfo', None)  # pytest's, there since pytest 3
+        defs = info.name2fixturedefs if info is not None else {}
+        if any(d.scope in ('module', 'class', 'package')
+               for name, fixture_defs in defs.items()
+               if name not in _CHEAP_MODULE_FIXTURES for d in fixture_defs[-1:]):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Run a module's in-process work on one thread (restored afterwards): for modules
+    that train while child processes (or other jobs) use the other core."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')
 def voc_root(tmp_path_factory):
-    """A small synthetic VOC-layout dataset shared by the integration tests."""
+    """A small synthetic VOC-layout dataset shared by the integration tests (8 train,
+    4 val images, 64-80 px)."""
     from mmseg_dynopool.datasets import write_synthetic_voc
     root = str(tmp_path_factory.mktemp('synthvoc') / 'VOC2012')
     write_synthetic_voc(root, num_train=8, num_val=4, size_range=(64, 80), seed=0)
     return root
-
-
-def tiny_cfg(config: str, voc_root: str, work_dir: str, iters: int = 4, crop: int = 64,
-             **overrides):
-    """Load ``config`` shrunk for a seconds-long run through the Runner."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    cfg.work_dir = work_dir
-    cfg.crop_size = (crop, crop)
-    cfg.model.data_preprocessor.size = (crop, crop)
-    for step in cfg.train_dataloader.dataset.pipeline:
-        if step['type'] in ('RandomCrop', 'Pad'):
-            step['crop_size' if step['type'] == 'RandomCrop' else 'size'] = (crop, crop)
-        if step['type'] == 'RandomResize':
-            step['scale'] = (crop + 8, crop + 8)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = voc_root
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-    cfg.train_dataloader.batch_size = 2
-    cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = iters
-    cfg.param_scheduler[0]['end'] = iters
-    cfg.default_hooks.logger.interval = 1
-    cfg.default_hooks.checkpoint.interval = iters
-    cfg.merge_from_dict(overrides)
-    return cfg
-
-
-def tiny_voc_aug_cfg(config: str, voc_root: str, work_dir: str, iters: int = 2,
-                     crop: int = 48, **overrides):
-    """Load an mmseg VOC-aug config (``ConcatDataset`` of train + aug) shrunk for a
-    seconds-long run through the Runner on :func:`voc_root`-style data written with
-    ``with_aug=True``: data root, crop/resize sizes, batch 2, ``iters`` iterations,
-    plain BN (no process group on one CPU). Only sizes, paths and the schedule change."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    cfg.work_dir = work_dir
-    cfg.model.data_preprocessor.size = (crop, crop)
-    datasets = list(cfg.train_dataloader.dataset.get('datasets', [])) or [
-        cfg.train_dataloader.dataset]
-    for ds in datasets + [cfg.val_dataloader.dataset]:
-        ds.data_root = voc_root
-        for step in ds.pipeline:
-            if step['type'] == 'RandomCrop':
-                step['crop_size'] = (crop, crop)
-            elif step['type'] == 'Pad':
-                step['size'] = (crop, crop)
-            elif step['type'] in ('RandomResize', 'Resize'):
-                step['scale'] = (crop + 16, crop + 16)
-    for loader in (cfg.train_dataloader, cfg.val_dataloader):
-        loader.num_workers = 0
-        loader.persistent_workers = False
-    cfg.test_dataloader = cfg.val_dataloader
-    cfg.train_dataloader.batch_size = 2
-    cfg.train_cfg.max_iters = iters
-    cfg.train_cfg.val_interval = iters
-    for scheduler in cfg.param_scheduler:
-        scheduler['end'] = min(scheduler.get('end', iters), iters)
-        scheduler['begin'] = min(scheduler.get('begin', 0), max(iters - 1, 0))
-    cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.interval = 1
-    cfg.merge_from_dict(overrides)
-    return cfg
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,5 @@
-"""One rank of the 2-process CPU (gloo) DDP training run of tests/test_reliability.py.
+"""One rank of the 2-process CPU (gloo) DDP training run of
+tests/integration/test_ddp.py.
 
 Launch with torchrun (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)::
 
@@ -42,7 +43,8 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-    from reliability_helpers import RecorderHook, model_state, tiny_config
+    from helpers import (MOVING_SIZES, SYNTH_DP_CFG, RecorderHook, model_state,
+                         tiny_config)
 
     from mmengine.runner import Runner
 
@@ -51,10 +53,11 @@ def main() -> None:
     dist.init_process_group(backend='gloo', init_method='env://')
     rank = dist.get_rank()
 
-    cfg = tiny_config(args.data_root, args.work_dir, args.iters,
-                      batch_size=args.batch_size, loss_weight=args.loss_weight,
-                      hook_kwargs=None if args.target_ratio is None else dict(
-                          target_ratio=args.target_ratio, lambda_lr=0.5))
+    hook = dict(loss_weight=args.loss_weight)
+    if args.target_ratio is not None:
+        hook.update(target_ratio=args.target_ratio, lambda_lr=0.5)
+    cfg = tiny_config(SYNTH_DP_CFG, args.data_root, args.work_dir, args.iters,
+                      batch_size=args.batch_size, **dict(MOVING_SIZES, gmacs_hook=hook))
     cfg.launcher = 'pytorch'
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
     runner = Runner.from_cfg(cfg)

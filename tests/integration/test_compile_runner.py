@@ -10,14 +10,14 @@ from mmengine.runner import Runner
 
 from mmseg_dynopool import dynopool_layers
 
-from ..conftest import SYNTH_DP_CFG, tiny_cfg
+from ..conftest import SYNTH_DP_CFG, tiny_config
 
 pytestmark = pytest.mark.slow
 
 
 def _run(voc_root, work_dir, compile_cfg):
     torch._dynamo.reset()
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, work_dir, iters=3, randomness=dict(seed=0))
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, work_dir, iters=3, randomness=dict(seed=0))
     cfg.model.decode_head.dropout_ratio = 0.0
     if compile_cfg is not None:
         cfg.compile = compile_cfg

@@ -12,7 +12,7 @@ from mmseg_dynopool.engine import DynOPoolGMACsHook
 
 from mmseg_dynopool.ops import ratio_parameter
 
-from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_cfg
+from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def _hook(runner) -> DynOPoolGMACsHook:
 
 
 def test_train_moves_alpha_logs_gmacs_and_evaluates(voc_root, tmp_path):
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=4)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=4)
     runner = Runner.from_cfg(cfg)
     before = _alphas(runner.model)
     runner.train()
@@ -55,7 +55,7 @@ def test_train_moves_alpha_logs_gmacs_and_evaluates(voc_root, tmp_path):
 
 
 def test_gmacs_loss_alone_shrinks_feature_maps(voc_root, tmp_path):
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=6)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=6)
     cfg.model.decode_head.loss_decode.loss_weight = 0.0  # only the GMACs loss remains
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=50.0)]
     runner = Runner.from_cfg(cfg)
@@ -70,7 +70,7 @@ def test_gmacs_loss_alone_shrinks_feature_maps(voc_root, tmp_path):
 def test_hook_estimate_matches_the_report_after_sizes_move(voc_root, tmp_path):
     # The estimate includes the pools' own cost (the cost model's one rule), so it is
     # compared with the report's total, which counts them by the same rule.
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=2)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=2)
     runner = Runner.from_cfg(cfg)
     runner.train()
     hook = _hook(runner)
@@ -87,7 +87,7 @@ def test_hook_estimate_matches_the_report_after_sizes_move(voc_root, tmp_path):
 
 
 def test_profile_is_taken_at_initial_ratios_even_after_training(voc_root, tmp_path):
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=2)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path), iters=2)
     model = Runner.from_cfg(cfg).model
     fresh = profile_gmacs(copy.deepcopy(model), (64, 64))
     with torch.no_grad():
@@ -98,7 +98,7 @@ def test_profile_is_taken_at_initial_ratios_even_after_training(voc_root, tmp_pa
         pass
     r = _R()
     r.model = model
-    r.logger = Runner.from_cfg(tiny_cfg(SYNTH_HUMAN_CFG, voc_root,
+    r.logger = Runner.from_cfg(tiny_config(SYNTH_HUMAN_CFG, voc_root,
                                         str(tmp_path / 'h'), iters=1)).logger
     hook.before_train(r)
     hook._setup(r, (64, 64))
@@ -107,7 +107,7 @@ def test_profile_is_taken_at_initial_ratios_even_after_training(voc_root, tmp_pa
 
 
 def test_hook_rejects_model_without_dynopool(voc_root, tmp_path):
-    cfg = tiny_cfg(SYNTH_HUMAN_CFG, voc_root, str(tmp_path), iters=1)
+    cfg = tiny_config(SYNTH_HUMAN_CFG, voc_root, str(tmp_path), iters=1)
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=1.0)]
     runner = Runner.from_cfg(cfg)
     with pytest.raises(ValueError, match='no DynOPool'):
@@ -115,12 +115,12 @@ def test_hook_rejects_model_without_dynopool(voc_root, tmp_path):
 
 
 def test_resume_restores_alphas_and_iteration(voc_root, tmp_path):
-    first = Runner.from_cfg(tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path / 'a'),
+    first = Runner.from_cfg(tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path / 'a'),
                                      iters=2))
     first.train()
     saved = _alphas(first.model)
     ckpt = osp.join(str(tmp_path / 'a'), 'iter_2.pth')
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path / 'b'), iters=4)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path / 'b'), iters=4)
     cfg.resume = True
     cfg.load_from = ckpt
     second = Runner.from_cfg(cfg)
@@ -142,7 +142,7 @@ def test_baseline_layers_train_under_a_budget_through_the_runner(kind, layer, vo
     the layers' parameters."""
     config = osp.join(REPO, 'configs', 'synthetic',
                       f'fcn_{kind}-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
-    cfg = tiny_cfg(config, voc_root, str(tmp_path), iters=4)
+    cfg = tiny_config(config, voc_root, str(tmp_path), iters=4)
     runner = Runner.from_cfg(cfg)
     # 0.8 x the layers' own initial cost (at 64x64 DiffStride cannot reach 0.8 x the
     # human cost: its maps never shrink below 9x9 with R = 4)
@@ -174,7 +174,7 @@ def test_baseline_layers_train_under_a_budget_through_the_runner(kind, layer, vo
 def test_unreachable_budget_is_reported(voc_root, tmp_path):
     config = osp.join(REPO, 'configs', 'synthetic',
                       'fcn_diffstride-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
-    cfg = tiny_cfg(config, voc_root, str(tmp_path), iters=2)
+    cfg = tiny_config(config, voc_root, str(tmp_path), iters=2)
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=1e-4)]
     runner = Runner.from_cfg(cfg)
     runner.train()

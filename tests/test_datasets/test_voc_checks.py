@@ -1,7 +1,7 @@
 """A label map whose size differs from its image is reported with its file name: by
 ``CheckedPascalVOCDataset`` (when built, and for every sample it loads - at test time
 too, where mmseg's IoU metric would raise an IndexError naming no file) and by the
-synthetic VOC writer."""
+synthetic VOC writer; a missing data root is reported with its path."""
 import os.path as osp
 import re
 
@@ -14,7 +14,7 @@ import mmseg_dynopool  # noqa: F401  (registers the dataset)
 from mmseg_dynopool.datasets import check_label_size, synthetic_voc, write_synthetic_voc
 from mmseg_dynopool.datasets.synthetic_voc import image_size
 
-from ..conftest import SYNTH_DP_CFG, tiny_cfg
+from ..conftest import SYNTH_DP_CFG, tiny_config
 
 
 def _dataset_cfg(root: str, split: str, pipeline=()) -> dict:
@@ -68,7 +68,7 @@ def test_wrong_label_size_at_test_time_names_the_file(voc_root, tmp_path):
     shutil.copytree(voc_root, root)
     with open(osp.join(root, 'ImageSets', 'Segmentation', 'val.txt')) as f:
         last = f.read().split()[-1]
-    cfg = tiny_cfg(SYNTH_DP_CFG, root, str(tmp_path / 'work'))
+    cfg = tiny_config(SYNTH_DP_CFG, root, str(tmp_path / 'work'))
     runner = Runner.from_cfg(cfg)  # the dataset is built lazily, after the shrink
     bad = _shrink_label(root, last)
     with pytest.raises(ValueError, match=re.escape(bad)):
@@ -105,3 +105,13 @@ def test_exif_rotated_jpeg_is_measured_as_mmcv_decodes_it(tmp_path):
     check_label_size(img_path, good)
     with pytest.raises(ValueError, match=re.escape(raw)):
         check_label_size(img_path, raw)
+
+
+def test_missing_dataset_root_names_the_path(tmp_path):
+    from mmseg.registry import DATASETS
+    missing = str(tmp_path / 'no' / 'such' / 'VOC2012')
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        DATASETS.build(dict(type='CheckedPascalVOCDataset', data_root=missing,
+                            data_prefix=dict(img_path='JPEGImages',
+                                             seg_map_path='SegmentationClass'),
+                            ann_file='ImageSets/Segmentation/train.txt', pipeline=[]))

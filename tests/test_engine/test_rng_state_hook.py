@@ -3,7 +3,7 @@
 Unit tests of the hook's parts with stand-in runners; the end-to-end check (a real
 ``kill -9`` of a training with dropout, then ``--resume``, compared bitwise with the
 uninterrupted run) is ``test_resume_after_kill_with_dropout_is_bitwise_exact`` in
-tests/test_reliability.py.
+tests/integration/test_resume.py.
 """
 import io
 import logging

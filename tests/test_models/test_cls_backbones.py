@@ -288,7 +288,7 @@ def test_resizing_layer_types(case, kind):
 
 def test_resizing_layer_type_errors():
     with pytest.raises(ValueError, match=r"unknown resizing layer type 'Bogus'.*"
-                       r'DynOPool, ShapeAdaptor, DiffStride'):
+                       r'DiffStride, DynOPool, ShapeAdaptor'):
         build(dict(type='DynOPoolVGG', dynopool_cfg=dict(type='Bogus')))
     with pytest.raises(ValueError, match='init_ratio'):
         build(dict(type='DynOPoolMobileNetV2',

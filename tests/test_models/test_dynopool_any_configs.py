@@ -12,9 +12,9 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
 from mmseg_dynopool import dynopool_layers
-from mmseg_dynopool.models.utils import check_level_sizes, get_conversion
+from mmseg_dynopool.models.converter import check_level_sizes, get_conversion
 
-from ..conftest import REPO, module_output_sizes, tiny_voc_aug_cfg
+from ..conftest import REPO, module_output_sizes, tiny_config
 
 CFG_DIR = osp.join(REPO, 'configs', 'dynopool_any')
 PAIRS = {  # DP-S config -> (human config, mmseg config it follows, pools)
@@ -152,8 +152,8 @@ def test_dynopool_configs_train_through_the_runner(name, voc_aug_root, tmp_path)
     # ratio to ~0.15 (the pools own little of this model's cost at such a small input)
     # and stage 2 falls below its spatial-reduction conv's 4x4 kernel.
     crop = 128 if 'segformer' in name else 48
-    cfg = tiny_voc_aug_cfg(osp.join(CFG_DIR, name), voc_aug_root, str(tmp_path / 'work'),
-                           crop=crop)
+    cfg = tiny_config(osp.join(CFG_DIR, name), voc_aug_root, str(tmp_path / 'work'), 2,
+                      crop=crop)
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 2

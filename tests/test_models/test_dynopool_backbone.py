@@ -13,8 +13,8 @@ from torch import nn
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
 from mmseg_dynopool import dynopool_layers
-from mmseg_dynopool.models.utils import (check_level_sizes, converted_pools,
-                                         get_conversion)
+from mmseg_dynopool.models.converter import (check_level_sizes, converted_pools,
+                                             get_conversion)
 
 from ..conftest import REPO, load_tool
 

@@ -1,13 +1,14 @@
 """DynOPoolHRNet: structure, sizes, state-dict compatibility (thesis section 5.6)."""
 import pytest
 import torch
+from mmengine.config import Config
 from mmseg.models.backbones import HRNet
 from mmseg.registry import MODELS
 
 from mmseg_dynopool import DynOPool, dynopool_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 
-from ..conftest import tiny_hrnet_extra
+from ..conftest import SYNTH_DP_CFG, tiny_hrnet_extra
 
 EXTRA = tiny_hrnet_extra(stage3_modules=2)
 
@@ -184,7 +185,16 @@ def test_resizing_layer_type_by_class_and_frozen_stages():
 
 def test_unknown_resizing_layer_type():
     with pytest.raises(ValueError, match=r"unknown resizing layer type 'MaxPool2d'.*"
-                       r'DynOPool, ShapeAdaptor, DiffStride'):
+                       r'DiffStride, DynOPool, ShapeAdaptor'):
         DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='MaxPool2d'))
     with pytest.raises(ValueError, match='init_ratio'):
         DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='DiffStride', init_ratio=0.5))
+
+
+@pytest.mark.parametrize('bad', [0, -1, [0.5, 0.5, 0.0, 0.5, 0.5]])
+def test_nonpositive_init_ratio_names_the_option(bad):
+    cfg = Config.fromfile(SYNTH_DP_CFG)
+    backbone = dict(cfg.model.backbone.to_dict(), init_ratios=bad,
+                    norm_cfg=dict(type='BN', requires_grad=True))
+    with pytest.raises(ValueError, match='init_ratio'):
+        MODELS.build(backbone)

@@ -13,7 +13,7 @@ from mmengine.config import Config
 import mmseg_dynopool  # noqa: F401  (registers the modules)
 from mmseg_dynopool import dynopool_layers
 from mmseg_dynopool.models.build import build_model_from_config
-from mmseg_dynopool.models.utils import get_conversion
+from mmseg_dynopool.models.converter import get_conversion
 
 from ..conftest import REPO
 

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from mmseg_dynopool.analysis.tradeoff import eval_shape, scale_pipelines
 
-from ..conftest import REPO, SYNTH_HUMAN_CFG, tiny_cfg
+from ..conftest import REPO, SYNTH_HUMAN_CFG, tiny_config
 
 SYNTH_DPS_CFG = osp.join(REPO, 'configs', 'synthetic',
                          'fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
@@ -42,7 +42,7 @@ def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
     configs = []
     for name, path in (('human', SYNTH_HUMAN_CFG), ('dps', SYNTH_DPS_CFG),
                        ('sas', SYNTH_SAS_CFG)):
-        cfg = tiny_cfg(path, voc_root, str(tmp_path / 'unused'), iters=2)
+        cfg = tiny_config(path, voc_root, str(tmp_path / 'unused'), iters=2)
         cfg.default_hooks.logger.interval = 1
         out = str(tmp_path / f'{name}.py')
         cfg.dump(out)

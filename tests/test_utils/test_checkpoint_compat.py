@@ -1,4 +1,6 @@
-"""Checkpoints load with ``torch.load(weights_only=True)`` and a minimal allow-list.
+"""Checkpoint loading (``mmseg_dynopool.utils.checkpoint_compat``) and its errors.
+
+Checkpoints load with ``torch.load(weights_only=True)`` and a minimal allow-list.
 
 ``import mmseg_dynopool`` gives mmengine a local-file loader that unpickles with
 ``weights_only=True``, allowing only the globals of ``checkpoint_safe_globals()`` and
@@ -6,23 +8,31 @@ only during that call. Checked here against real checkpoints of a tiny Runner ru
 validation and ``save_best``, the RNG state hook and the GMACs hook): they resume and
 load through ``load_from`` safely; a checkpoint with a malicious pickle is refused and
 its payload does not run; a damaged file is reported as such.
+
+A checkpoint of another architecture (HRNet-W18 for DynOPool HRNet-W48) is refused with
+a short error naming the mismatching tensor, strict or not; a plain HRNet checkpoint of
+the same architecture still initialises a DynOPool HRNet.
 """
+import contextlib
 import datetime
+import io
 import os
 import os.path as osp
 import pickle
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
 import mmseg_dynopool  # noqa: F401  (installs the loader)
+from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool.models.build import build_model_from_config
 from mmseg_dynopool.utils import checkpoint_compat as compat
-from mmseg_dynopool.analysis.report import build_model_from_config
 from mmseg_dynopool.utils import (TRUSTED_ENV, CheckpointReadError, UnsafeCheckpointError,
                                   load_checkpoint_file)
 
-from .conftest import SYNTH_DP_CFG, tiny_cfg
+from ..helpers import REPO, SYNTH_DP_CFG, build_segmentor, tiny_config
 
 
 class _Payload:
@@ -48,7 +58,7 @@ def trained(tmp_path_factory, voc_root):
     message hub), the GMACs hook and RNGStateHook: its last and best checkpoints."""
     os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
     work = str(tmp_path_factory.mktemp('safe_ckpt'))
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, work, iters=2)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, work, iters=2)
     cfg.default_hooks.checkpoint.save_best = 'mIoU'
     Runner.from_cfg(cfg).train()
     best = [f for f in os.listdir(work) if f.startswith('best_')]
@@ -104,7 +114,7 @@ def test_resume_and_load_from_load_weights_only(trained, tmp_path, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, 'load', spy)
-    cfg = tiny_cfg(SYNTH_DP_CFG, trained['cfg'].train_dataloader.dataset.data_root,
+    cfg = tiny_config(SYNTH_DP_CFG, trained['cfg'].train_dataloader.dataset.data_root,
                    str(tmp_path / 'resumed'), iters=3)
     cfg.resume, cfg.load_from = True, trained['last']
     runner = Runner.from_cfg(cfg)
@@ -112,7 +122,7 @@ def test_resume_and_load_from_load_weights_only(trained, tmp_path, monkeypatch):
     assert runner.iter == 3 and calls and all(c is True for c in calls)
 
     calls.clear()
-    cfg = tiny_cfg(SYNTH_DP_CFG, trained['cfg'].train_dataloader.dataset.data_root,
+    cfg = tiny_config(SYNTH_DP_CFG, trained['cfg'].train_dataloader.dataset.data_root,
                    str(tmp_path / 'tested'))
     cfg.load_from = trained['best']
     metrics = Runner.from_cfg(cfg).test()  # what mmseg's tools/test.py does
@@ -140,7 +150,7 @@ def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, vo
 
     refused(lambda: load_checkpoint_file(path))
     refused(lambda: load_checkpoint(model, path, map_location='cpu'))  # mmengine's API
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(tmp_path / 'work'))
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path / 'work'))
     cfg.load_from = path
     refused(lambda: Runner.from_cfg(cfg).test())  # load_from / tools/test.py
     # A plain torch.load after `import mmseg_dynopool` is torch's safe default too.
@@ -204,3 +214,79 @@ def test_damaged_file_is_reported_as_damaged_other_errors_keep_their_message(tmp
     assert not isinstance(info.value, CheckpointReadError)
     with pytest.raises(FileNotFoundError, match='can not be found'):
         load_checkpoint_file(str(tmp_path / 'missing.pth'))
+
+
+# ------------------------------------------------- checkpoints of another architecture
+def _quiet():
+    """Swallow what mmengine prints while loading (~270 KB of 'size mismatch' lines)."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+@pytest.fixture(scope='module')
+def hr18_checkpoint(tmp_path_factory) -> str:
+    """An mmengine-style checkpoint of mmseg's plain FCN-HRNet-W18 (random weights)."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'dynopool_hrnet',
+                                   'fcn_hr18_4xb4-40k_voc12aug-512x512.py'))
+    cfg.model.backbone.norm_cfg = cfg.model.decode_head.norm_cfg = dict(type='BN')
+    path = str(tmp_path_factory.mktemp('ckpt') / 'fcn_hr18.pth')
+    model = build_segmentor(cfg, init=False)
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def dynopool_hr48() -> torch.nn.Module:
+    """DynOPool FCN-HRNet-W48 (the DynOPool-S config), plain BN, default init."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'dynopool_hrnet',
+                                   'fcn_dynopool-s-hr48_4xb4-40k_voc12aug-480x480.py'))
+    cfg.model.backbone.norm_cfg = cfg.model.decode_head.norm_cfg = dict(type='BN')
+    return build_segmentor(cfg, init=False)
+
+
+@pytest.mark.slow
+def test_wrong_architecture_checkpoint_strict_load_fails(hr18_checkpoint,
+                                                         dynopool_hr48):
+    """Strict loading (mmengine ``load_checkpoint(strict=True)``) refuses a
+    HRNet-W18 checkpoint for DynOPool HRNet-W48 and names a mismatching tensor (today
+    mmengine's RuntimeError; the package check proposed in docs/reliability.md turns it
+    into a short ValueError)."""
+    with pytest.raises((RuntimeError, ValueError)) as info, _quiet():
+        load_checkpoint(dynopool_hr48, hr18_checkpoint, map_location='cpu', strict=True)
+    msg = str(info.value)
+    assert 'transition1.0.0.weight' in msg
+    if isinstance(info.value, RuntimeError):
+        assert msg.startswith('The model and loaded state dict do not match exactly')
+        assert 'size mismatch for backbone.transition1.0.0.weight' in msg
+
+
+@pytest.mark.slow
+def test_wrong_architecture_checkpoint_fails_when_loaded_like_tools_test(
+        hr18_checkpoint, dynopool_hr48):
+    """tools/test.py and ``load_from`` load with strict=False. Today that only logs
+    ~270 KB of 'size mismatch' lines and then evaluates a half-random model (exit 0).
+    Expected: a short ValueError naming the mismatch. FAILS until the package adds the
+    check described in docs/reliability.md (DynOPoolHRNet._load_from_state_dict)."""
+    with pytest.raises(ValueError) as info, _quiet():
+        load_checkpoint(dynopool_hr48, hr18_checkpoint, map_location='cpu', strict=False)
+    msg = str(info.value)
+    assert 'checkpoint' in msg.lower() and 'shape' in msg.lower()
+    assert 'transition1.0.0.weight' in msg
+    assert len(msg) < 3000
+
+
+@pytest.mark.slow
+def test_plain_hrnet_checkpoint_still_loads_into_dynopool_hrnet(tmp_path,
+                                                                dynopool_hr48):
+    """The intended use - a plain HRNet checkpoint as initialisation - keeps working
+    non-strict: all weights load, the alphas keep their initial ratios."""
+    model = dynopool_hr48
+    plain = {k: v.clone() + 0.5 for k, v in model.state_dict().items()
+             if not k.endswith('.alpha') and v.is_floating_point()}
+    path = str(tmp_path / 'plain_hr48.pth')
+    torch.save(dict(meta=dict(), state_dict=plain), path)
+    with _quiet():
+        load_checkpoint(model, path, map_location='cpu', strict=False)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in plain.items())
+    for _, pool in dynopool_layers(model):
+        assert torch.equal(pool.alpha.detach(), torch.full((2, ), 2.0))
