@@ -28,8 +28,13 @@ def test_config_builds(path):
     assert isinstance(model.backbone, DynOPoolHRNet) == dynopool
     if dynopool:
         assert len(dynopool_layers(model)) == 5
-        hooks = [h for h in cfg.custom_hooks if h['type'] == 'DynOPoolGMACsHook']
+        # one budget hook: GMACs (Eq. 4.7) or, in the -lat- config, latency (issue 22)
+        hooks = [h for h in cfg.custom_hooks
+                 if h['type'] in ('DynOPoolGMACsHook', 'DynOPoolLatencyHook')]
         assert len(hooks) == 1
+        if '-lat-' in osp.basename(path):
+            assert hooks[0]['type'] == 'DynOPoolLatencyHook'
+            assert 0 < hooks[0]['target_latency_ratio'] < 1
         assert '.alpha' in cfg.optim_wrapper.paramwise_cfg.custom_keys
         if '-s-' in osp.basename(path):
             # DynOPool-S restrains GMACs through a budget (docs/budget.md): a fraction of
