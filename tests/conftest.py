@@ -13,9 +13,6 @@ import pytest
 from .helpers import (MOVING_SIZES, REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG,  # noqa: F401
                       build_segmentor, tiny_config)
 
-#: Old name of :func:`tiny_config` (same arguments), for tests/test_tools/
-#: test_analysis_tools.py until it imports tiny_config.
-tiny_cfg = tiny_config
 
 
 def _cache_installed_config_lookups() -> None:

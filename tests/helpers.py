@@ -1,8 +1,9 @@
 """Shared pieces of the tests that are not pytest fixtures (so the torchrun worker,
 tests/dist_worker.py, can import them too); tests/conftest.py imports them for the rest.
 
-* :func:`tiny_config` - the one way a test shrinks a shipped config for a seconds-long
-  run through the Runner.
+* :func:`tiny_config` - the one way a test shrinks a shipped segmentation config for a
+  seconds-long run through the Runner; :func:`tiny_cls_options` the same for the
+  mmpretrain classification configs.
 * :func:`build_segmentor` - build a config's model with a fixed seed.
 * :class:`RecorderHook` - records every resizing layer's alpha and output size after each
   training iteration.
@@ -129,6 +130,30 @@ def tiny_config(config: str,
     return cfg
 
 
+def tiny_cls_options(image_root: str, work_dir: str) -> dict:
+    """What ``--cfg-options`` would set to shrink an mmpretrain classification config:
+    ``image_root``'s images (a ``CustomDataset`` folder), batch 2, 2 iterations, no
+    validation or checkpoints, seed 0."""
+    return {
+        'work_dir': work_dir,
+        'train_dataloader': dict(
+            batch_size=2, num_workers=0, persistent_workers=False,
+            dataset=dict(_delete_=True, type='CustomDataset', data_root=image_root,
+                         pipeline=[dict(type='LoadImageFromFile'),
+                                   dict(type='PackInputs')])),
+        'train_cfg': dict(_delete_=True, by_epoch=False, max_iters=2),
+        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
+        'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
+        'param_scheduler': None,
+        'model.head.num_classes': 2,
+        'data_preprocessor.num_classes': 2,
+        'default_hooks.checkpoint': None,
+        'default_hooks.logger.interval': 1,
+        'randomness': dict(seed=0),
+        'log_level': 'WARNING',
+    }
+
+
 def round_half_up(value: float) -> int:
     """Eq. 4.1's rounding of a feature-map size (half-way values round up)."""
     return int(math.floor(value + 0.5))
@@ -154,8 +179,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def pool_items(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """``(name, resizing layer)`` pairs of the unwrapped model, in registration order."""
-    from mmseg_dynopool import dynopool_layers
-    return dynopool_layers(unwrap(model))
+    from mmseg_dynopool import resizing_layers
+    return resizing_layers(unwrap(model))
 
 
 class RecorderHook(Hook):

@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 
 from .helpers import REPO, tiny_config
@@ -27,7 +27,7 @@ def test_config_builds(path):
     dynopool = 'dynopool' in osp.basename(path)
     assert isinstance(model.backbone, DynOPoolHRNet) == dynopool
     if dynopool:
-        assert len(dynopool_layers(model)) == 5
+        assert len(resizing_layers(model)) == 5
         # one budget hook: GMACs (Eq. 4.7) or, in the -lat- config, latency (issue 22)
         hooks = [h for h in cfg.custom_hooks
                  if h['type'] in ('DynOPoolGMACsHook', 'DynOPoolLatencyHook')]
@@ -46,7 +46,7 @@ def test_config_builds(path):
             assert hooks[0].get('target_ratio') is None
     baseline = next((t for k, t in BASELINE_TYPES.items() if k in osp.basename(path)), None)
     if baseline is not None:
-        layers = dynopool_layers(model)
+        layers = resizing_layers(model)
         assert len(layers) == 5 and all(type(m).__name__ == baseline for _, m in layers)
         hooks = [h for h in cfg.custom_hooks if h['type'] == 'DynOPoolGMACsHook']
         if '-s-' in osp.basename(path):  # DP-S's absolute cost (docs/baselines.md)
@@ -72,7 +72,7 @@ def test_thesis_input_size_gives_table_5_4_sizes_and_gmacs():
     model.eval()
     with torch.no_grad():
         model(torch.zeros(1, 3, 480, 480))
-    sizes = [p.last_size for _, p in dynopool_layers(model)]
+    sizes = [p.last_size for _, p in resizing_layers(model)]
     assert sizes == [(240, 240), (120, 120), (60, 60), (30, 30), (15, 15)]
     assert count_gmacs(model, (480, 480)) == pytest.approx(82.55, rel=0.01)
 

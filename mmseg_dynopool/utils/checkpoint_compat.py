@@ -67,7 +67,7 @@ def _history_buffer_attr(owner: Any, name: str) -> Any:
 
 def checkpoint_safe_globals() -> List[Any]:
     """The globals, beyond torch's defaults, that our and mmengine's checkpoints need
-    (each found in a real checkpoint; tests/test_checkpoint_safety.py keeps the list
+    (each found in a real checkpoint; tests/test_utils/test_checkpoint_compat.py keeps the list
     equal to what a Runner run with validation and ``save_best`` writes).
 
     * ``mmengine.logging.HistoryBuffer``: the message hub's logged scalars (``resume``

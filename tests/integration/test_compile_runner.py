@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 
 from ..conftest import SYNTH_DP_CFG, tiny_config
 
@@ -23,7 +23,7 @@ def _run(voc_root, work_dir, compile_cfg):
         cfg.compile = compile_cfg
     runner = Runner.from_cfg(cfg)
     runner.train()
-    alphas = {n: p.alpha.detach().clone() for n, p in dynopool_layers(runner.model)}
+    alphas = {n: p.alpha.detach().clone() for n, p in resizing_layers(runner.model)}
     weights = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
     loss = runner.message_hub.get_scalar('train/loss').current()
     return alphas, weights, loss

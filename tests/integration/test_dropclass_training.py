@@ -16,6 +16,8 @@ import mmseg_dynopool  # noqa: F401  (registers the modules)
 from mmseg_dynopool.datasets import write_synthetic_voc
 from mmseg_dynopool.dropclass.report import check_head_matches_checkpoint
 
+from ..helpers import tiny_config
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG_DIR = osp.join(REPO, 'configs', 'dropclass')
 
@@ -27,37 +29,10 @@ def _unformatted(cfg):
 
 
 def _tiny_cfg(config_file, data_root, work_dir, iters=3):
-    """The synthetic configs shrunk to a few CPU iterations: batch 2, crop 64 (config
-    text left unformatted: yapf would cost seconds per Runner)."""
-    cfg = _unformatted(Config.fromfile(config_file))
-    crop = (64, 64)
-    cfg.model.data_preprocessor.size = crop
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = data_root
-        loader.num_workers = 0
-        loader.persistent_workers = False
-    cfg.train_dataloader.batch_size = 2
-    cfg.train_dataloader.dataset.pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations'),
-        dict(type='RandomResize', scale=(72, 72), ratio_range=(0.9, 1.1),
-             keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop),
-        dict(type='RandomFlip', prob=0.5),
-        dict(type='Pad', size=crop),
-        dict(type='PackSegInputs')
-    ]
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None  # tested by test.py
-    cfg.param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0,
-                                end=iters, by_epoch=False)]
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1,
-                                    log_metric_by_epoch=False)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=iters)
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
-    return cfg
+    """The shared tiny config (tests/helpers.py) without validation (tools/test.py
+    evaluates instead), seed 0."""
+    return tiny_config(config_file, data_root, work_dir, iters, validate=False,
+                       randomness=dict(seed=0))
 
 
 def _train(cfg, name):

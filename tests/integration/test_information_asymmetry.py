@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 
 from ..helpers import SYNTH_DP_CFG, tiny_config
 
@@ -55,7 +55,7 @@ def test_horizontal_stretch_gives_tall_maps(main_job_voc_root, tmp_path, seed,
     cfg = _stretched(cfg, (3.0, 1.0), (96, 96))
     runner = Runner.from_cfg(cfg)
     runner.train()
-    ratios = {n.split('_')[-1]: p.ratio.tolist() for n, p in dynopool_layers(runner.model)}
+    ratios = {n.split('_')[-1]: p.ratio.tolist() for n, p in resizing_layers(runner.model)}
     for level in ('stem', 'stream1'):
         r_h, r_w = ratios[level]
         assert r_h > r_w + 0.02, (level, ratios)

@@ -28,7 +28,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 
 from ..helpers import SYNTH_DP_CFG, tiny_config
 
@@ -70,7 +70,7 @@ def _stem_ratio(root: str, work_dir: str, seed: int, data: str):
         runner.train()
     finally:
         torch.set_num_threads(threads)
-    pools = dict(dynopool_layers(runner.model))
+    pools = dict(resizing_layers(runner.model))
     assert pools['backbone.dynopool_stem'].axis_grad == AXIS_GRAD
     return pools['backbone.dynopool_stem'].ratio.tolist()
 

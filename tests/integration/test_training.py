@@ -6,11 +6,11 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.analysis import model_report, profile_gmacs
 from mmseg_dynopool.engine import DynOPoolGMACsHook
 
-from mmseg_dynopool.ops import ratio_parameter
+from mmseg_dynopool.layers import ratio_parameter
 
 from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, tiny_config
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def _alphas(model):
-    return {n: p.alpha.detach().clone() for n, p in dynopool_layers(model)}
+    return {n: p.alpha.detach().clone() for n, p in resizing_layers(model)}
 
 
 def _hook(runner) -> DynOPoolGMACsHook:
@@ -60,7 +60,7 @@ def test_gmacs_loss_alone_shrinks_feature_maps(voc_root, tmp_path):
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', loss_weight=50.0)]
     runner = Runner.from_cfg(cfg)
     runner.train()
-    for name, pool in dynopool_layers(runner.model):
+    for name, pool in resizing_layers(runner.model):
         r_h, r_w = pool.ratio.tolist()
         assert r_h < 0.5 and r_w < 0.5, (name, r_h, r_w)
     hook = _hook(runner)
@@ -76,7 +76,7 @@ def test_hook_estimate_matches_the_report_after_sizes_move(voc_root, tmp_path):
     hook = _hook(runner)
     model = runner.model
     with torch.no_grad():
-        for (_, pool), r in zip(dynopool_layers(model),
+        for (_, pool), r in zip(resizing_layers(model),
                                 [(0.7, 0.55), (0.4, 0.6), (0.62, 0.35), (0.45, 0.5),
                                  (0.6, 0.3)]):
             pool.alpha.copy_(torch.tensor([1 / r[0], 1 / r[1]]))
@@ -150,7 +150,7 @@ def test_baseline_layers_train_under_a_budget_through_the_runner(kind, layer, vo
     cfg.custom_hooks = [dict(type='DynOPoolGMACsHook', target_gmacs=target,
                              lambda_lr=0.5)]
     runner = Runner.from_cfg(cfg)
-    layers = dynopool_layers(runner.model)
+    layers = resizing_layers(runner.model)
     assert len(layers) == 5 and all(type(m).__name__ == layer for _, m in layers)
     before = [ratio_parameter(m).detach().clone() for _, m in layers]
     runner.train()
@@ -179,6 +179,6 @@ def test_unreachable_budget_is_reported(voc_root, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     hook = _hook(runner)
-    assert hook.current_gmacs() > 1e-4 and hook.frozen is not None
+    assert hook.current_gmacs() > 1e-4 and hook.locked is not None
     with open(runner.logger.log_file) as f:
         assert 'budget of 0.0001 GMACs is not reachable' in f.read()

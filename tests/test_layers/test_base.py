@@ -12,7 +12,7 @@ from mmseg_dynopool.layers import (RESIZING_LAYERS, DiffStride, DynOPool, Resizi
                                    scale_ratio)
 
 
-def test_dynopool_layers_finds_all_three_types_once():
+def test_resizing_layers_finds_all_three_types_once():
     shared = DiffStride(init_ratio=0.5)
     model = nn.Sequential(DynOPool(0.5), nn.Conv2d(3, 3, 1), ShapeAdaptor(0.75), shared,
                           nn.Sequential(shared))

@@ -144,7 +144,7 @@ def test_one_host_read_per_training_iteration_hrnet(kind):
     """DynOPoolHRNet with ShapeAdaptor / DiffStride layers: 5 layers, 17 calls."""
     torch.manual_seed(0)
     cfg = dict(type=kind, r1=0.25) if kind == 'ShapeAdaptor' else dict(type=kind)
-    model = DynOPoolHRNet(EXTRA, dynopool_cfg=cfg).train()
+    model = DynOPoolHRNet(EXTRA, pool_cfg=cfg).train()
     layers = [m for _, m in resizing_layers(model)]
     assert len(layers) == 5 and {type(m).__name__ for m in layers} == {kind}
     calls = []

@@ -15,8 +15,10 @@ from torch import nn
 
 import mmseg_dynopool  # noqa: F401  (registers the backbones)
 from mmpretrain.registry import MODELS
-from mmseg_dynopool import DynOPool, dynopool_layers
-from mmseg_dynopool.analysis import count_gmacs
+from mmseg_dynopool import DynOPool, resizing_layers
+from mmseg_dynopool.models.cost import count_gmacs
+
+from ..helpers import tiny_cls_options
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG_DIR = osp.join(REPO, 'configs', 'dynopool_cls')
@@ -181,7 +183,7 @@ def test_resnet_shares_one_pool_per_resolution_change(stem, n_pools, placement, 
                                                        style, n_calls):
     model = build(dict(type='DynOPoolResNet', depth=depth, style=style, stem=stem,
                        placement=placement))
-    pools = [m for _, m in dynopool_layers(model)]
+    pools = [m for _, m in resizing_layers(model)]
     assert len(pools) == n_pools == len(model.dynopools)
     blocks = [getattr(model, f'layer{i}')[0] for i in (2, 3, 4)]
     assert [b.dynopool for b in blocks] == model.dynopools[-3:]
@@ -241,10 +243,10 @@ def test_init_ratios_per_layer_and_validation():
     with pytest.raises(ValueError, match='placement'):
         build(dict(type='DynOPoolResNet', placement='inside'))
     with pytest.raises(ValueError, match='init_ratio'):
-        build(dict(type='DynOPoolVGG', dynopool_cfg=dict(init_ratio=0.3)))
+        build(dict(type='DynOPoolVGG', pool_cfg=dict(init_ratio=0.3)))
 
 
-# Backbones with the resizing layer type of dynopool_cfg (small, at 32x32).
+# Backbones with the resizing layer type of pool_cfg (small, at 32x32).
 TYPE_CASES = {
     'vgg11-cifar': dict(type='DynOPoolVGG', depth=11, stem='cifar'),
     'resnet18-cifar': dict(type='DynOPoolResNet', depth=18, stem='cifar'),
@@ -259,18 +261,18 @@ TYPE_CASES = {
 @pytest.mark.parametrize('kind', ['ShapeAdaptor', 'DiffStride'])
 @pytest.mark.parametrize('case', sorted(TYPE_CASES))
 def test_resizing_layer_types(case, kind):
-    """dynopool_cfg's type picks the layer: the DynOPool model's pools, names and
+    """pool_cfg's type picks the layer: the DynOPool model's pools, names and
     initial ratios, its state-dict keys (DiffStride: ``<pool>.stride``), a training
-    forward and backward, and the GMACs hook's ``dynopool_layers`` finds them."""
-    from mmseg_dynopool.ops import ratio_parameter
+    forward and backward, and the GMACs hook's ``resizing_layers`` finds them."""
+    from mmseg_dynopool.layers import ratio_parameter
     cfg = TYPE_CASES[case]
     extra = dict(r1=0.25) if kind == 'ShapeAdaptor' and case.endswith('imagenet') else {}
     torch.manual_seed(0)
-    model = build(dict(cfg, dynopool_cfg=dict(type=kind, **extra)))
+    model = build(dict(cfg, pool_cfg=dict(type=kind, **extra)))
     reference = build(cfg)
     assert model.dynopool_names == reference.dynopool_names
     assert all(type(p).__name__ == kind for p in model.dynopools)
-    assert {id(m) for _, m in dynopool_layers(model)} == {id(p) for p in model.dynopools}
+    assert {id(m) for _, m in resizing_layers(model)} == {id(p) for p in model.dynopools}
     assert [tuple(p.init_ratio) for p in model.dynopools] == \
         [tuple(p.init_ratio) for p in reference.dynopools]
     param = 'stride' if kind == 'DiffStride' else 'alpha'
@@ -289,15 +291,15 @@ def test_resizing_layer_types(case, kind):
 def test_resizing_layer_type_errors():
     with pytest.raises(ValueError, match=r"unknown resizing layer type 'Bogus'.*"
                        r'DiffStride, DynOPool, ShapeAdaptor'):
-        build(dict(type='DynOPoolVGG', dynopool_cfg=dict(type='Bogus')))
+        build(dict(type='DynOPoolVGG', pool_cfg=dict(type='Bogus')))
     with pytest.raises(ValueError, match='init_ratio'):
         build(dict(type='DynOPoolMobileNetV2',
-                   dynopool_cfg=dict(type='ShapeAdaptor', init_ratio=0.5)))
+                   pool_cfg=dict(type='ShapeAdaptor', init_ratio=0.5)))
     # ResNet's merged ImageNet stem layer starts at 0.25: below a default Shape
     # Adaptor's r1 = 0.5 (docstring: use r1 <= 0.25).
     with pytest.raises(ValueError, match=r'init_ratio \(0.25, 0.25\) is outside'):
         build(dict(type='DynOPoolResNet', depth=18,
-                   dynopool_cfg=dict(type='ShapeAdaptor')))
+                   pool_cfg=dict(type='ShapeAdaptor')))
 
 
 def test_frozen_stem_freezes_its_pool():
@@ -468,7 +470,7 @@ def test_thesis_dynopool_rows_follow_from_their_sizes(cfg, channels, classes, si
     # cost what the thesis reports: the pools sit where the thesis put them (Eq. 5.2:
     # after the stride-1 conv and its activation, shortcut conv at the input size).
     model = build(dict(cfg, init_ratios=_ratios_for(sizes, size),
-                       dynopool_cfg=dict(max_ratio=8.0)))
+                       pool_cfg=dict(max_ratio=8.0)))
     measured = gmacs(model, channels, classes, size)
     assert model.feature_sizes() == sizes
     assert abs(measured / table - 1) < 0.03, (measured, table)
@@ -492,7 +494,7 @@ def test_gmacs_loss_estimate_tracks_the_real_cost(cfg, channels, size, sizes, pl
     with torch.no_grad():
         for pool, ratio in zip(model.backbone.dynopools, _ratios_for(sizes, size)):
             pool.alpha.copy_(1 / torch.tensor(ratio))
-    pools = [m for _, m in dynopool_layers(model)]
+    pools = [m for _, m in resizing_layers(model)]
     estimate = float(profile.estimate(pools))
     assert abs(estimate - model_report(model, (size, size))['gmacs']) < 1e-6
     assert model.backbone.feature_sizes() == sizes
@@ -563,28 +565,6 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
-def tiny_options(image_root: str, work_dir: str) -> dict:
-    """What `--cfg-options` would set: 32x32 images, batch 2, 2 iterations, no val."""
-    return {
-        'work_dir': work_dir,
-        'train_dataloader': dict(
-            batch_size=2, num_workers=0, persistent_workers=False,
-            dataset=dict(_delete_=True, type='CustomDataset', data_root=image_root,
-                         pipeline=[dict(type='LoadImageFromFile'),
-                                   dict(type='PackInputs')])),
-        'train_cfg': dict(_delete_=True, by_epoch=False, max_iters=2),
-        'val_dataloader': None, 'val_cfg': None, 'val_evaluator': None,
-        'test_dataloader': None, 'test_cfg': None, 'test_evaluator': None,
-        'param_scheduler': None,
-        'model.head.num_classes': 2,
-        'data_preprocessor.num_classes': 2,
-        'default_hooks.checkpoint': None,
-        'default_hooks.logger.interval': 1,
-        'randomness': dict(seed=0),
-        'log_level': 'WARNING',
-    }
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('name,backbone', [
     ('dynopool-s_vgg16bn-1fc_1xb128-250e_cifar100.py', 'DynOPoolVGG'),
@@ -595,7 +575,7 @@ def tiny_options(image_root: str, work_dir: str) -> dict:
 def test_config_trains_with_gmacs_hook(name, backbone, image_folder, tmp_path):
     from mmengine.runner import Runner
     cfg = Config.fromfile(osp.join(CFG_DIR, name))
-    cfg.merge_from_dict(tiny_options(image_folder, str(tmp_path / 'work')))
+    cfg.merge_from_dict(tiny_cls_options(image_folder, str(tmp_path / 'work')))
     runner = Runner.from_cfg(cfg)  # builds cfg.model with mmpretrain's MODELS
     model = runner.model.backbone
     assert type(model).__name__ == backbone
@@ -624,7 +604,7 @@ def test_mmpretrain_train_script_runs_a_config(image_folder, tmp_path):
     script = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
     base = osp.join(CFG_DIR, 'dynopool-s_vgg16bn-1fc_1xb128-250e_cifar100.py')
     child = tmp_path / 'tiny.py'
-    options = tiny_options(image_folder, str(tmp_path / 'work'))
+    options = tiny_cls_options(image_folder, str(tmp_path / 'work'))
     options['log_level'] = 'INFO'
     child.write_text(f'_base_ = {base!r}\n' + ''.join(
         f'{k.replace(".", "_")} = {v!r}\n' for k, v in options.items() if '.' not in k)

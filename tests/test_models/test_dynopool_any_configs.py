@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.converter import check_level_sizes, get_conversion
 
 from ..conftest import REPO, module_output_sizes, tiny_config
@@ -87,7 +87,7 @@ def test_configs_build_and_follow_mmseg_recipes(name):
     assert _plain(cfg.model.backbone.backbone) == _plain(inner)
     assert cfg.model.backbone.placement == 'before'
     assert type(model.backbone).__name__ == inner.type
-    assert [n for n, _ in dynopool_layers(model)] == pool_names
+    assert [n for n, _ in resizing_layers(model)] == pool_names
     hooks = [h for h in cfg.custom_hooks if h.type == 'DynOPoolGMACsHook']
     assert len(hooks) == 1 and hooks[0].target_ratio == 0.84
     assert cfg.optim_wrapper.paramwise_cfg.custom_keys['.alpha'] == dict(
@@ -118,7 +118,7 @@ def test_initial_sizes_are_the_human_models(name):
         assert {k: v for k, v in got.items() if k in want} == want, shape
     # Any ratios: one size per resolution level.
     with torch.no_grad():
-        for _, pool in dynopool_layers(model):
+        for _, pool in resizing_layers(model):
             pool.alpha.copy_(torch.tensor([1 / 0.45, 1 / 0.6]))
     check_level_sizes(model, torch.randn(1, 3, 70, 62))
 
@@ -127,7 +127,7 @@ def test_initial_sizes_are_the_human_models(name):
                                   'segformer' in n], ids=lambda n: n.split('_')[0])
 def test_initial_gmacs_within_half_a_percent(name):
     """Counted with mmengine's FlopAnalyzer (mmseg_dynopool.analysis.count_gmacs)."""
-    from mmseg_dynopool.analysis import count_gmacs
+    from mmseg_dynopool.models.cost import count_gmacs
     _, model = _build(name)
     _, human = _build(PAIRS[name][0])
     shape = (64, 64)
@@ -159,6 +159,6 @@ def test_dynopool_configs_train_through_the_runner(name, voc_aug_root, tmp_path)
     assert runner.iter == 2
     hub = runner.message_hub
     assert hub.get_scalar('train/gmacs').current() > 0     # the GMACs hook ran
-    for name, _ in dynopool_layers(runner.model):
+    for name, _ in resizing_layers(runner.model):
         assert f'train/{name}/h' in hub.log_scalars
     assert 'mIoU' in hub.log_scalars or 'val/mIoU' in hub.log_scalars

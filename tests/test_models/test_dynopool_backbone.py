@@ -12,7 +12,7 @@ from mmseg.registry import MODELS as SEG_MODELS
 from torch import nn
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.converter import (check_level_sizes, converted_pools,
                                              get_conversion)
 
@@ -130,12 +130,12 @@ def test_segmentor_checkpoint_of_the_human_model_loads():
 
 
 def test_gmacs_profile_report_and_freeze_on_a_converted_model(tmp_path):
-    from mmseg_dynopool.analysis import count_gmacs, profile_gmacs
+    from mmseg_dynopool.models.cost import count_gmacs, profile_gmacs
     from mmseg_dynopool.analysis.report import build_model_from_config
     from mmseg_dynopool.deploy import export_onnx, freeze_dynopool, run_onnx
     shape = (64, 72)
     model = build_model_from_config(DP_CFG, cfg_options=R18_OPTIONS)
-    assert [n for n, _ in dynopool_layers(model)] == [
+    assert [n for n, _ in resizing_layers(model)] == [
         'backbone.dynopool', 'backbone.maxpool', 'backbone.layer2.0.dynopool']
     # The GMACs hook's profile (Eq. 4.7) on the converted model: exact at the initial
     # state; at other ratios within 1e-4 (the profile books ASPP's global average
@@ -148,7 +148,7 @@ def test_gmacs_profile_report_and_freeze_on_a_converted_model(tmp_path):
                                                 rel=1e-6)
     assert profile.total_gmacs > count_gmacs(model, shape)  # the pools' own cost
     _random_ratios(model)
-    pools = [m for _, m in dynopool_layers(model)]
+    pools = [m for _, m in resizing_layers(model)]
     assert float(profile.estimate(pools)) == pytest.approx(
         model_report(model, shape)['gmacs'], rel=1e-4)
     # Report tool.
@@ -162,10 +162,10 @@ def test_gmacs_profile_report_and_freeze_on_a_converted_model(tmp_path):
     with torch.no_grad():
         model(torch.zeros(1, 3, *shape))
     assert {layer['name']: tuple(layer['size']) for layer in report['layers']} == {
-        n: p.last_size for n, p in dynopool_layers(model)}
+        n: p.last_size for n, p in resizing_layers(model)}
     # Freeze + ONNX, in-process and through the tool.
     frozen = freeze_dynopool(model, shape)
-    assert not dynopool_layers(frozen)
+    assert not resizing_layers(frozen)
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref, got = model(x, mode='tensor'), frozen(x, mode='tensor')

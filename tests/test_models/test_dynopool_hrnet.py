@@ -5,7 +5,7 @@ from mmengine.config import Config
 from mmseg.models.backbones import HRNet
 from mmseg.registry import MODELS
 
-from mmseg_dynopool import DynOPool, dynopool_layers
+from mmseg_dynopool import DynOPool, resizing_layers
 from mmseg_dynopool.models.backbones import DynOPoolHRNet
 
 from ..conftest import SYNTH_DP_CFG, tiny_hrnet_extra
@@ -23,7 +23,7 @@ def _pair(**kwargs):
 
 def test_five_shared_pools_and_no_strided_conv_left():
     dyn, _ = _pair()
-    pools = dynopool_layers(dyn)
+    pools = resizing_layers(dyn)
     assert [n for n, _ in pools] == [f'dynopool_{lvl}' for lvl in
                                      ('stem', 'stream1', 'stream2', 'stream3', 'stream4')]
     strided = [n for n, m in dyn.named_modules()
@@ -87,8 +87,8 @@ def test_fuse_upsampling_resizes_to_exact_target_size():
 
 def test_registered_and_builds_from_mmseg_registry():
     model = MODELS.build(dict(type='DynOPoolHRNet', extra=EXTRA, init_ratios=0.25,
-                              dynopool_cfg=dict(aggregation='avg')))
-    assert all(p.aggregation == 'avg' for _, p in dynopool_layers(model))
+                              pool_cfg=dict(aggregation='avg')))
+    assert all(p.aggregation == 'avg' for _, p in resizing_layers(model))
     assert torch.allclose(model.dynopool_stream2.ratio, torch.tensor([0.25, 0.25]))
 
 
@@ -111,7 +111,7 @@ def test_gradient_reaches_every_alpha():
     dyn.train()
     outs = dyn(torch.randn(2, 3, 96, 96))  # stream 4 stays above the size bound
     sum((o * torch.randn_like(o)).sum() for o in outs).backward()
-    for name, pool in dynopool_layers(dyn):
+    for name, pool in resizing_layers(dyn):
         assert pool.alpha.grad is not None and (pool.alpha.grad != 0).all(), name
 
 
@@ -136,14 +136,14 @@ LEVEL_NAMES = [f'dynopool_{lvl}' for lvl in
                                       ('ShapeAdaptor', dict(r1=0.25)),
                                       ('DiffStride', dict(smoothness=2.0))])
 def test_resizing_layer_types(kind, cfg):
-    """dynopool_cfg's type picks the layer: same places, names and initial ratios, the
+    """pool_cfg's type picks the layer: same places, names and initial ratios, the
     state dict's extra keys are the layers' parameters, the GMACs hook finds them."""
     from mmseg_dynopool.engine import DynOPoolGMACsHook
-    from mmseg_dynopool.ops import ratio_parameter
+    from mmseg_dynopool.layers import ratio_parameter
     torch.manual_seed(0)
     model = MODELS.build(dict(type='DynOPoolHRNet', extra=EXTRA,
-                              dynopool_cfg=dict(type=kind, **cfg)))
-    layers = dynopool_layers(model)
+                              pool_cfg=dict(type=kind, **cfg)))
+    layers = resizing_layers(model)
     assert [n for n, _ in layers] == LEVEL_NAMES
     assert all(type(m).__name__ == kind for _, m in layers)
     assert list(model.pools.values()) == [m for _, m in layers]
@@ -153,7 +153,7 @@ def test_resizing_layer_types(kind, cfg):
     assert set(model.state_dict()) - set(human.state_dict()) == {
         f'{name}.{param}' for name in LEVEL_NAMES}
     assert set(human.state_dict()) <= set(model.state_dict())
-    # The hook finds the layers (ops.dynopool_layers).
+    # The hook finds the layers (ops.resizing_layers).
     hook = DynOPoolGMACsHook()
     hook._before_train(type('Runner', (), {'model': model})())
     assert hook._pools == [m for _, m in layers]
@@ -175,8 +175,8 @@ def test_resizing_layer_types(kind, cfg):
 
 
 def test_resizing_layer_type_by_class_and_frozen_stages():
-    from mmseg_dynopool.ops import DiffStride
-    model = DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type=DiffStride), frozen_stages=1)
+    from mmseg_dynopool.layers import DiffStride
+    model = DynOPoolHRNet(EXTRA, pool_cfg=dict(type=DiffStride), frozen_stages=1)
     assert isinstance(model.dynopool_stem, DiffStride)
     assert not model.dynopool_stem.stride.requires_grad
     assert not model.dynopool_stream2.stride.requires_grad
@@ -186,9 +186,9 @@ def test_resizing_layer_type_by_class_and_frozen_stages():
 def test_unknown_resizing_layer_type():
     with pytest.raises(ValueError, match=r"unknown resizing layer type 'MaxPool2d'.*"
                        r'DiffStride, DynOPool, ShapeAdaptor'):
-        DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='MaxPool2d'))
+        DynOPoolHRNet(EXTRA, pool_cfg=dict(type='MaxPool2d'))
     with pytest.raises(ValueError, match='init_ratio'):
-        DynOPoolHRNet(EXTRA, dynopool_cfg=dict(type='DiffStride', init_ratio=0.5))
+        DynOPoolHRNet(EXTRA, pool_cfg=dict(type='DiffStride', init_ratio=0.5))
 
 
 @pytest.mark.parametrize('bad', [0, -1, [0.5, 0.5, 0.0, 0.5, 0.5]])

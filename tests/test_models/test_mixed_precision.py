@@ -9,7 +9,7 @@ import torch
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.cost import profile_gmacs, reset_to_initial_ratios
 
 from ..helpers import SYNTH_DP_CFG, build_segmentor, tiny_config
@@ -41,7 +41,7 @@ def test_hrnet_trains_under_bf16_autocast(voc_root, tmp_path):
     from mmengine.runner.amp import autocast
     cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(tmp_path))
     model = build_segmentor(cfg).train()
-    pools = [m for _, m in dynopool_layers(model)]
+    pools = [m for _, m in resizing_layers(model)]
     reference = copy.deepcopy(model)
     reset_to_initial_ratios(reference)
     profile = profile_gmacs(reference, (64, 64))

@@ -11,7 +11,7 @@ import torch
 from mmengine.config import Config
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.build import build_model_from_config
 from mmseg_dynopool.models.converter import get_conversion
 
@@ -56,7 +56,7 @@ def test_config_builds_with_the_intended_layers(path):
     if not seg:
         assert cfg.train_cfg.max_epochs == 250
     model = build_model_from_config(cfg)
-    layers = dynopool_layers(model)
+    layers = resizing_layers(model)
     assert layers and {type(m).__name__ for _, m in layers} == {kind}
     # Every strided op of the human backbone was converted: none left alone.
     conversion = get_conversion(model.backbone)[1]

@@ -16,7 +16,7 @@ SMALL_R18 = dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=16)
 
 
 def _layer(kind: str) -> nn.Module:
-    from mmseg_dynopool.ops import DiffStride, DynOPool, ShapeAdaptor
+    from mmseg_dynopool.layers import DiffStride, DynOPool, ShapeAdaptor
     layer = {'DynOPool': lambda: DynOPool((0.6, 0.45)),
              'ShapeAdaptor': lambda: ShapeAdaptor(),
              'DiffStride': lambda: DiffStride()}[kind]()

@@ -28,7 +28,7 @@ from mmseg_dynopool.deploy import (FrozenDynOPool, export_onnx, freeze_dynopool,
                                    load_frozen, run_onnx)
 from mmseg_dynopool.models.build import CheckpointMismatchError, build_model_from_config
 
-from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, load_tool, tiny_cfg
+from ..conftest import REPO, SYNTH_DP_CFG, SYNTH_HUMAN_CFG, load_tool, tiny_config
 from ..test_analysis.helpers import captured_figures, measure, png_ok
 
 SHAPE = (64, 80)  # non-square, so a swapped h/w shows
@@ -254,7 +254,7 @@ def test_freeze_avg_pools_in_memory(tmp_path):
 def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     from mmengine.runner import Runner
     work_dir = tmp_path / 'dynopool'
-    cfg = tiny_cfg(SYNTH_DP_CFG, voc_root, str(work_dir), iters=2)
+    cfg = tiny_config(SYNTH_DP_CFG, voc_root, str(work_dir), iters=2)
     # No validation (saves time); plots need the scalars and the last checkpoint only.
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.experiment_name = f'test-tools-{uuid.uuid4().hex}'
@@ -264,7 +264,7 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     # A baseline work dir as mmengine leaves it: dumped config, checkpoint, pointer.
     base_dir = tmp_path / 'human'
     base_dir.mkdir()
-    base_cfg = tiny_cfg(SYNTH_HUMAN_CFG, voc_root, str(base_dir))
+    base_cfg = tiny_config(SYNTH_HUMAN_CFG, voc_root, str(base_dir))
     base_cfg.dump(str(base_dir / 'fcn_hr18tiny.py'))
     ckpt = _save_ckpt(build_model_from_config(base_cfg), base_dir / 'iter_2.pth')
     (base_dir / 'last_checkpoint').write_text(ckpt)

@@ -13,13 +13,13 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 
 import mmseg_dynopool  # noqa: F401  (registers the modules)
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.analysis import model_report
 from mmseg_dynopool.deploy import (FrozenResizingLayer, UnsupportedExportError,
                                    export_onnx, freeze_dynopool, load_frozen, run_onnx,
                                    save_frozen)
 from mmseg_dynopool.models.build import build_model_from_config
-from mmseg_dynopool.ops import DiffStride, ShapeAdaptor
+from mmseg_dynopool.layers import DiffStride, ShapeAdaptor
 
 from ..conftest import load_tool, resizing_layer_cfg
 
@@ -32,7 +32,7 @@ KINDS = ['ShapeAdaptor', 'DiffStride']
 def _move(model):
     """Move every layer away from its initial ratio (different per layer)."""
     with torch.no_grad():
-        for i, (_, layer) in enumerate(dynopool_layers(model)):
+        for i, (_, layer) in enumerate(resizing_layers(model)):
             if isinstance(layer, ShapeAdaptor):
                 layer.alpha.fill_(ShapeAdaptor.alpha_for_ratio(0.6 + 0.1 * i))
             else:
@@ -43,7 +43,7 @@ def _move(model):
 def _build(kind, tmp_path):
     cfg = resizing_layer_cfg(kind, tmp_path)
     model = build_model_from_config(cfg)
-    layers = dynopool_layers(model)
+    layers = resizing_layers(model)
     assert len(layers) == 3
     assert all(type(m).__name__ == kind for _, m in layers)
     return cfg, model
@@ -54,7 +54,7 @@ def _independent_report(model, shape):
     calls = {}
     handles = [m.register_forward_hook(
         lambda mod, a, o, n=n: calls.setdefault(n, []).append(tuple(a[0].shape[1:])))
-        for n, m in dynopool_layers(model)]
+        for n, m in resizing_layers(model)]
     x = torch.zeros(1, 3, *shape)
     model.eval()
     with torch.no_grad():
@@ -65,7 +65,7 @@ def _independent_report(model, shape):
         analyzer.unsupported_ops_warnings(False)
         analyzer.uncalled_modules_warnings(False)
         total, by_module = analyzer.total(), analyzer.by_module()
-    layers = dict(dynopool_layers(model))
+    layers = dict(resizing_layers(model))
     own = {n: sum(layers[n].count_macs((1, ) + c) for c in cs) / 1e9
            for n, cs in calls.items()}
     counted = (total - sum(by_module.get(n, 0) for n in layers)) / 1e9
@@ -82,7 +82,7 @@ def test_report_counts_each_layer_by_its_own_rule(kind, tmp_path):
     assert report['dynopool_gmacs'] > 0
     assert report['gmacs'] == pytest.approx(counted + sum(own.values()), rel=1e-9)
     param = 'alpha' if kind == 'ShapeAdaptor' else 'stride'
-    for entry, (name, layer) in zip(report['layers'], dynopool_layers(model)):
+    for entry, (name, layer) in zip(report['layers'], resizing_layers(model)):
         assert entry['name'] == name and entry['type'] == kind
         assert entry['gmacs'] == pytest.approx(own[name], rel=1e-12)
         assert entry['size'] == list(layer.last_size)
@@ -127,7 +127,7 @@ def test_freeze_replaces_each_layer_by_a_fixed_size_one(kind, tmp_path):
     cfg, model = _build(kind, tmp_path)
     _move(model)
     frozen = freeze_dynopool(model, SHAPE)
-    assert not dynopool_layers(frozen)
+    assert not resizing_layers(frozen)
     stand_ins = [m for m in frozen.modules() if isinstance(m, FrozenResizingLayer)]
     assert len(stand_ins) == 3 and all(m.kind == kind for m in stand_ins)
     assert not any(p.requires_grad for p in frozen.parameters())
@@ -172,5 +172,5 @@ def _save(model, tmp_path):
 
 
 def test_layer_types_are_what_the_tools_find():
-    from mmseg_dynopool.ops import RESIZING_LAYERS, DynOPool
+    from mmseg_dynopool.layers import RESIZING_LAYERS, DynOPool
     assert set(RESIZING_LAYERS) == {DynOPool, ShapeAdaptor, DiffStride}

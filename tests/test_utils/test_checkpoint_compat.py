@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
 import mmseg_dynopool  # noqa: F401  (installs the loader)
-from mmseg_dynopool import dynopool_layers
+from mmseg_dynopool import resizing_layers
 from mmseg_dynopool.models.build import build_model_from_config
 from mmseg_dynopool.utils import checkpoint_compat as compat
 from mmseg_dynopool.utils import (TRUSTED_ENV, CheckpointReadError, UnsafeCheckpointError,
@@ -288,5 +288,5 @@ def test_plain_hrnet_checkpoint_still_loads_into_dynopool_hrnet(tmp_path,
         load_checkpoint(model, path, map_location='cpu', strict=False)
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in plain.items())
-    for _, pool in dynopool_layers(model):
+    for _, pool in resizing_layers(model):
         assert torch.equal(pool.alpha.detach(), torch.full((2, ), 2.0))

@@ -196,6 +196,17 @@ def check_clock(clock: str, threads: int) -> None:
         raise SystemExit('--clock cpu measures the calling thread: use it with --threads 1')
 
 
+def wait_for_quiet(max_load: Optional[float], max_wait_s: float = 900) -> None:
+    """Wait (at most ``max_wait_s``) until the 1-minute load average is below
+    ``max_load``; None: do not wait."""
+    if max_load is None:
+        return
+    start = time.time()
+    while float(loadavg().split()[0]) > max_load and time.time() - start < max_wait_s:
+        print(f'load average {loadavg()} > {max_load}: waiting 60 s', flush=True)
+        time.sleep(60)
+
+
 def loadavg() -> str:
     try:
         with open('/proc/loadavg') as f:
@@ -243,6 +254,7 @@ def cmd_fit(args) -> int:
             samples.append(Sample(name, build(), (size, size), args.runtime, threads))
             print(f'built and counted {name} ({time.perf_counter() - t0:.1f} s)',
                   flush=True)
+        wait_for_quiet(args.max_load)
         load = loadavg()
         print(f'timing {len(samples)} models, batch {batch}, {threads} threads, '
               f'{args.repeats} rounds, {args.clock} clock; load average before: {load}',
@@ -325,6 +337,7 @@ def cmd_check(args) -> int:
         pair = [Sample(f'{name} human', human, (size, size), runtime, threads),
                 Sample(f'{name} dp', dp, (size, size), runtime, threads)]
         del human, dp
+        wait_for_quiet(args.max_load)
         print(f'{name} at {size}x{size} ({note}); load average {loadavg()}', flush=True)
         time_samples(pair, batch, args.repeats, clock)
         scaled = copy.copy(model)
@@ -382,6 +395,10 @@ def main(argv=None) -> int:
     check.add_argument('--clock', choices=sorted(CLOCKS), default=None,
                        help="default: the latency model's")
     check.add_argument('--json-out')
+    for sub_parser in (fit, check):
+        sub_parser.add_argument('--max-load', type=float, default=None,
+                                help='before timing, wait (up to 15 min) until the '
+                                '1-minute load average is below this')
     args = parser.parse_args(argv)
     for name in ('repeats', 'batch', 'threads'):
         value = getattr(args, name, None)
