@@ -1,6 +1,8 @@
 # One entry point for setting up, testing and running the main job.
 #   make setup   create .venv and install everything (idempotent, seconds when done)
-#   make test    setup + the test suite
+#   make test    setup + the test suite (without the `research` tests)
+#   make test-research  setup + the research tests (the learned shape, ~7 CPU-minutes)
+#   make main-latency   setup + DP-S under a latency budget, timed beside human and DP-S
 #   make main    setup + the main job (train + evaluate DynOPool HRNet and baseline)
 #   make tradeoff  setup + accuracy-vs-GMACs curves on the built-in data (Figure 5.2)
 #   make baselines setup + DynOPool vs Shape Adaptor vs DiffStride on the built-in data
@@ -14,7 +16,7 @@ STAMP := $(VENV)/.setup-done
 # No TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: `import mmseg_dynopool` gives mmengine a loader
 # that reads its checkpoints with weights_only=True (docs/reliability.md, safe checkpoints).
 
-.PHONY: setup test test-all main main-latency bench tradeoff baselines clean-venv gpu-check
+.PHONY: setup test test-research main main-latency bench tradeoff baselines clean-venv gpu-check
 
 setup: $(STAMP)
 
@@ -44,8 +46,13 @@ $(STAMP): $(VENV)/.mmcv-done $(EXT) requirements/runtime.txt requirements/tests.
 
 # Two xdist workers (one per core, one torch thread each); tests sharing an expensive
 # module-scoped fixture run on one worker (groups set in tests/conftest.py).
+# `research` tests (hundreds of training iterations each, checking what DynOPool
+# learns rather than that the code works) run separately: `make test-research`.
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not research" tests
+
+test-research: setup
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m research tests
 
 main: setup
 	$(PY) tools/run_main_job.py

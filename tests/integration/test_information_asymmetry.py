@@ -13,7 +13,7 @@ from mmseg_dynopool import resizing_layers
 
 from ..helpers import SYNTH_DP_CFG, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.research]
 
 
 def _stretched(cfg, stretch, crop):

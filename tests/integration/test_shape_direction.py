@@ -32,7 +32,7 @@ from mmseg_dynopool import resizing_layers
 
 from ..helpers import SYNTH_DP_CFG, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.research]
 
 AXIS_GRAD = os.environ.get('SHAPE_DIRECTION_AXIS_GRAD', 'exact')
 CROP = (38, 114)  # (H, W)
