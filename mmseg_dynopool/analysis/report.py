@@ -23,7 +23,7 @@ from ..models.build import (CheckpointMismatchError,  # noqa: F401
                             build_model_from_config)
 from ..models.cost import calls_gmacs, dynopool_call_gmacs, probe_and_count
 from ..layers import DynOPool
-from ..layers import resizing_layers as dynopool_layers
+from ..layers import resizing_layers
 
 
 class NoDynOPoolError(ValueError):
@@ -71,12 +71,12 @@ def model_report(model: nn.Module, shape: Tuple[int, int], in_channels: int = 3
     * ``dynopool_share``: ``dynopool_gmacs / gmacs`` (Table 5.5);
     * ``params``: number of parameters;
     * ``levels``: ``[h, w]`` of the stem and each stream for HRNet backbones, else ``[]``;
-    * ``layers``: one entry per DynOPool, in :func:`~mmseg_dynopool.dynopool_layers`
+    * ``layers``: one entry per DynOPool, in :func:`~mmseg_dynopool.resizing_layers`
       order: ``name``, ``size`` (output ``[h, w]`` of its last call, = ``last_size``),
       ``input_size``, ``ratio`` (``[r_h, r_w]``), ``alpha``, ``calls`` (how often it
       ran in one forward: HRNet shares one pool per level), ``gmacs`` (all its calls).
     """
-    pools = dynopool_layers(model)
+    pools = resizing_layers(model)
     levels: List[Tuple[int, int]] = []
     calls, total_flops, by_module = probe_and_count(
         model, shape, in_channels, install=lambda: _stream_hooks(model, levels))
@@ -122,7 +122,7 @@ def dynopool_report(config: Union[str, Any], shape: Tuple[int, int],
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f'shape must be (H, W) with positive sizes, got {shape!r}')
     model = build_model_from_config(config, checkpoint, cfg_options)
-    if not dynopool_layers(model):
+    if not resizing_layers(model):
         name = config if isinstance(config, str) else 'the config'
         raise NoDynOPoolError(
             f'the model of {name} has no DynOPool layer: nothing to report. Use a config '

@@ -35,6 +35,18 @@ HUMAN_CONFIG = osp.join(REPO, 'configs', 'synthetic',
 # (H, W) crops of ~4.1-4.3k pixels (the main job's 96x96 has 9.2k; smaller so that the
 # study fits a shared 2-core machine); the long axis is W.
 CROPS: Dict[str, Tuple[int, int]] = {'1:1': (64, 64), '1:2': (46, 92), '1:3': (38, 114)}
+
+
+def crop_size(name: str) -> Tuple[int, int]:
+    """``(H, W)`` of a crop named in :data:`CROPS` (``'1:3'``) or written ``'HxW'``
+    (``'56x168'``)."""
+    if name in CROPS:
+        return CROPS[name]
+    parts = name.lower().split('x')
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise ValueError(f'crop must be one of {sorted(CROPS)} or HxW (e.g. 56x168), '
+                     f'got {name!r}')
 # Stretch of the data: 'long' along the crop's long axis (W), 'short' along H, 'none'
 # the control. (For the square crop 'long' is W and 'short' H by this convention.)
 DATA = ('long', 'short', 'none')
@@ -111,8 +123,8 @@ def study_config(model: str, crop: Tuple[int, int], data: str, seed: int, iters:
         hook.update(loss_weight=0.0, target_ratio=1.0)
         cfg.custom_hooks = [hook]
         if axis_grad != 'exact':
-            key = 'pool_cfg' if 'pool_cfg' in cfg.model.backbone else 'dynopool_cfg'
-            cfg.model.backbone[key] = dict(cfg.model.backbone[key], axis_grad=axis_grad)
+            cfg.model.backbone.pool_cfg = dict(cfg.model.backbone.pool_cfg,
+                                               axis_grad=axis_grad)
     return cfg
 
 
@@ -122,12 +134,12 @@ def run_one(cfg) -> Dict:
     from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
 
-    from mmseg_dynopool import dynopool_layers
+    from mmseg_dynopool import resizing_layers
     start = time.time()
     DefaultScope._instance_dict.clear()
     runner = Runner.from_cfg(cfg)
     runner.train()
-    pools = dynopool_layers(runner.model)
+    pools = resizing_layers(runner.model)
     ratios = {name.split('_')[-1]: [float(v) for v in pool.ratio.tolist()]
               for name, pool in pools}
     crop = tuple(cfg.model.data_preprocessor.size)
@@ -207,7 +219,8 @@ def markdown(rows: List[Dict], levels: Iterable[str] = ('stem', 'stream1', 'stre
         if r['model'] != 'dynopool':
             continue
         crop = CROPS.get(r['crop'])
-        cells = [f"{r['crop']} ({crop[0]}×{crop[1]})" if crop else r['crop'], r['data'],
+        cells = [f"{r['crop']} ({crop[0]}×{crop[1]})" if crop else r['crop'].replace('x', '×'),
+                 r['data'],
                  r['axis_grad'], str(r['n'])]
         for lv in levels:
             lvl = r['levels'].get(lv)
@@ -236,7 +249,7 @@ def run_study(out_dir: str, data_root: str, seeds: Sequence[int], iters: int,
     path = osp.join(out_dir, 'results.json')
     runs = load_results(path)
     meta = dict(iters=iters, batch_size=batch_size, base=base, stretch=STRETCH,
-                crops={c: CROPS[c] for c in crops}, data_root=data_root,
+                crops={c: crop_size(c) for c in crops}, data_root=data_root,
                 threads=threads, alpha_lr_mult=0.1, target_ratio=1.0)
     # Seed by seed, every setting of a seed before the next seed, so that an
     # interrupted study has comparable cells; the human runs last.
@@ -249,7 +262,7 @@ def run_study(out_dir: str, data_root: str, seeds: Sequence[int], iters: int,
         if key in runs:
             continue
         work_dir = osp.join(out_dir, key.replace('|', '_').replace(':', '-'))
-        cfg = study_config(model, CROPS[crop], data, seed, iters, batch_size,
+        cfg = study_config(model, crop_size(crop), data, seed, iters, batch_size,
                            data_root, work_dir,
                            axis_grad=grad if model == 'dynopool' else 'exact',
                            base=base)

@@ -52,8 +52,7 @@ def _stem_ratio(root: str, work_dir: str, seed: int, data: str):
                       gmacs_hook=dict(loss_weight=0.0, target_ratio=1.0),
                       randomness=dict(seed=seed))
     backbone = cfg.model.backbone
-    key = 'pool_cfg' if 'pool_cfg' in backbone else 'dynopool_cfg'
-    backbone[key] = dict(backbone[key], axis_grad=AXIS_GRAD)
+    backbone.pool_cfg = dict(backbone.pool_cfg, axis_grad=AXIS_GRAD)
     cfg.train_dataloader.dataset.pipeline = [
         dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
         dict(type='Resize', scale_factor=STRETCH[data], keep_ratio=False),

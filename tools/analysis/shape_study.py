@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument('--iters', type=int, default=200)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--crops', nargs='+', default=list(study.CROPS),
-                        choices=list(study.CROPS))
+                        help=f'named crops {sorted(study.CROPS)} (H x W: '
+                        f'{list(study.CROPS.values())}) or HxW, e.g. 56x168')
     parser.add_argument('--data', nargs='+', default=list(study.DATA),
                         choices=list(study.DATA))
     parser.add_argument('--axis-grad', nargs='*', default=['exact'],
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
         parser.error('--iters, --batch-size and --threads must be >= 1')
     if args.base <= 0:
         parser.error('--base must be positive')
+    for crop in args.crops:
+        try:
+            study.crop_size(crop)
+        except ValueError as err:
+            parser.error(str(err))
     data_root = args.data_root or osp.join(args.out, 'data', 'VOC2012')
     human_seeds = args.seeds if args.human_seeds is None else args.human_seeds
 
