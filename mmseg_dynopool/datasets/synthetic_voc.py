@@ -12,6 +12,12 @@ recognisable by its colour, its shape and its stripe texture, so a small network
 it within minutes on a CPU. As in VOC, every object outline is a band of void (255)
 pixels. Image sizes vary (odd and non-square included). Everything is determined by the
 seed.
+
+``style='blobs'`` draws a second, differently made set (the shape study of issue 23 uses
+it as its second data set): every object is a random star-shaped blob, its outline a
+disc perturbed by three random harmonics at random phases (isotropic on average, no
+class has a shape of its own), and a class is recognisable by its colour and the period
+of a checkerboard texture only.
 """
 import os
 import os.path as osp
@@ -25,6 +31,7 @@ VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', '
                'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
                'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 SHAPES = ('disc', 'square', 'triangle', 'ring', 'cross', 'diamond', 'hbar')
+STYLES = ('shapes', 'blobs')
 
 
 def voc_palette() -> List[int]:
@@ -81,6 +88,20 @@ def _shape_mask(shape: str, h: int, w: int, cy: float, cx: float, r: float) -> n
     return (np.abs(dy) <= r * 0.4) & (np.abs(dx) <= r * 1.2)  # hbar
 
 
+def _blob_mask(rng: np.random.RandomState, h: int, w: int, cy: float, cx: float,
+               r: float) -> np.ndarray:
+    """A disc of radius ``r`` whose radius varies with the angle by three harmonics
+    (orders 2-4, amplitudes up to 0.15 r, random phases): no preferred axis on average."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    theta = np.arctan2(dy, dx)
+    radius = np.full_like(theta, r)
+    for order in (2, 3, 4):
+        amp, phase = rng.uniform(0, 0.15), rng.uniform(0, 2 * np.pi)
+        radius += r * amp * np.cos(order * theta + phase)
+    return dy ** 2 + dx ** 2 <= radius ** 2
+
+
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation by a square of side 2*radius+1 (no wrap-around at the borders)."""
     h, w = mask.shape
@@ -92,18 +113,22 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def make_sample(rng: np.random.RandomState, size: Tuple[int, int]
-                ) -> Tuple[np.ndarray, np.ndarray]:
+def make_sample(rng: np.random.RandomState, size: Tuple[int, int],
+                style: str = 'shapes') -> Tuple[np.ndarray, np.ndarray]:
     """One (image uint8 HxWx3, label uint8 HxW) pair.
 
     Args:
         rng (np.random.RandomState): the generator every random choice comes from.
         size (tuple[int, int]): ``(H, W)`` of the sample.
+        style (str): ``'shapes'`` (a shape and stripes per class) or ``'blobs'``
+            (random blobs, a checkerboard period per class; module doc).
 
     Returns:
         tuple[np.ndarray, np.ndarray]: the image and its label map (class ids 0-20,
         255 on the object outlines).
     """
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got {style!r}')
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(60, 140, size=3).astype(np.float32)
@@ -116,11 +141,15 @@ def make_sample(rng: np.random.RandomState, size: Tuple[int, int]
         colour, shape, period = _class_style(cls)
         r = rng.uniform(0.18, 0.32) * min(h, w)
         cy, cx = rng.uniform(r, h - r), rng.uniform(r, w - r)
-        mask = _shape_mask(shape, h, w, cy, cx, r)
+        if style == 'blobs':
+            mask = _blob_mask(rng, h, w, cy, cx, r)
+            texture = ((xx // period + yy // period) % 2)[..., None] * 35.0
+        else:
+            mask = _shape_mask(shape, h, w, cy, cx, r)
+            texture = ((xx + yy) // period % 2)[..., None] * 35.0
         if not mask.any():
             continue
-        stripes = ((xx + yy) // period % 2)[..., None] * 35.0
-        image = np.where(mask[..., None], colour - stripes, image)
+        image = np.where(mask[..., None], colour - texture, image)
         edge = _dilate(mask, 1) & ~_erode(mask)
         label[mask] = cls
         void |= edge
@@ -135,8 +164,8 @@ def _erode(mask: np.ndarray) -> np.ndarray:
 
 def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
                         size_range: Tuple[int, int] = (72, 112), seed: int = 0,
-                        overwrite: bool = False, with_aug: bool = False
-                        ) -> Dict[str, List[str]]:
+                        overwrite: bool = False, with_aug: bool = False,
+                        style: str = 'shapes') -> Dict[str, List[str]]:
     """Write the dataset under ``root`` and return ``{'train': ids, 'val': ids}``.
 
     ``with_aug`` also writes the SBD-augmentation layout mmseg's ``voc12aug`` configs
@@ -155,6 +184,7 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
         seed (int): seed of everything drawn. Default: 0.
         overwrite (bool): write over an existing ``JPEGImages/``. Default: False.
         with_aug (bool): also write the ``voc12aug`` layout. Default: False.
+        style (str): ``'shapes'`` or ``'blobs'`` (module doc). Default: ``'shapes'``.
 
     Example:
         >>> import tempfile
@@ -168,6 +198,8 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
     if num_train < 1 or num_val < 1:
         raise ValueError(f'need at least one train and one val image, got '
                          f'num_train={num_train}, num_val={num_val}')
+    if style not in STYLES:
+        raise ValueError(f'style must be one of {STYLES}, got {style!r}')
     lo, hi = size_range
     if not 16 <= lo <= hi:
         raise ValueError(f'size_range must satisfy 16 <= min <= max, got {size_range}')
@@ -187,7 +219,7 @@ def write_synthetic_voc(root: str, num_train: int = 40, num_val: int = 10,
         for k in range(count):
             sample_id = f'synth_{split}_{k:05d}'
             size = (int(rng.randint(lo, hi + 1)), int(rng.randint(lo, hi + 1)))
-            image, label = make_sample(rng, size)
+            image, label = make_sample(rng, size, style)
             label_path = osp.join(root, 'SegmentationClass', sample_id + '.png')
             if image.shape[:2] != label.shape[:2]:
                 # A label of another size trains on misaligned pixels or breaks the
