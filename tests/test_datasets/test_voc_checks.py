@@ -78,8 +78,8 @@ def test_wrong_label_size_at_test_time_names_the_file(voc_root, tmp_path):
 def test_writer_refuses_a_label_of_another_size(tmp_path, monkeypatch):
     real = synthetic_voc.make_sample
 
-    def wrong_size(rng, size):
-        image, label = real(rng, size)
+    def wrong_size(rng, size, style='shapes'):
+        image, label = real(rng, size, style)
         return image, label[:-2]
 
     monkeypatch.setattr(synthetic_voc, 'make_sample', wrong_size)
