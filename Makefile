@@ -1,7 +1,7 @@
 # One entry point for setting up, testing and running the main job.
 #   make setup   create .venv and install everything (idempotent, seconds when done)
 #   make test    setup + the test suite (without the `research` tests)
-#   make test-research  setup + the research tests (the learned shape, ~7 CPU-minutes)
+#   make test-research  setup + the research tests (the learned shape, ~5 min)
 #   make main-latency   setup + DP-S under a latency budget, timed beside human and DP-S
 #   make main    setup + the main job (train + evaluate DynOPool HRNet and baseline)
 #   make tradeoff  setup + accuracy-vs-GMACs curves on the built-in data (Figure 5.2)
