@@ -317,6 +317,12 @@ def predict_latency(model: nn.Module, input_shape: Sequence[int],
     return latency_model.predict_counts(count_ops(model, input_shape, in_channels))
 
 
+def _from_gmacs_profile(name: str) -> property:
+    """A read-only attribute of :class:`LatencyProfile` that is its GMACs profile's."""
+    return property(lambda self: getattr(self.gmacs, name),
+                    doc=f'``{name}`` of the underlying GMACs profile.')
+
+
 # ---------------------------------------------------------------------- Eq. 4.7 in time
 class LatencyProfile:
     """The latency of a model with resizing layers in the form of Eq. 4.7 (module doc):
@@ -354,30 +360,13 @@ class LatencyProfile:
                          + m.per_call * counts.calls
                          + m.per_layer_call * counts.layer_calls + m.fixed)
 
-    # the size graph of the GMACs profile
-    @property
-    def input_shape(self) -> Tuple[int, int]:
-        return self.gmacs.input_shape
-
-    @property
-    def pool_names(self) -> List[str]:
-        return self.gmacs.pool_names
-
-    @property
-    def pool_order(self) -> List[int]:
-        return self.gmacs.pool_order
-
-    @property
-    def pool_parents(self) -> List[Optional[int]]:
-        return self.gmacs.pool_parents
-
-    @property
-    def pool_in_sizes(self) -> List[Size]:
-        return self.gmacs.pool_in_sizes
-
-    @property
-    def pool_out_sizes(self) -> List[Size]:
-        return self.gmacs.pool_out_sizes
+    # The size graph is the GMACs profile's (the same layers, sizes and ownership).
+    input_shape = _from_gmacs_profile('input_shape')
+    pool_names = _from_gmacs_profile('pool_names')
+    pool_order = _from_gmacs_profile('pool_order')
+    pool_parents = _from_gmacs_profile('pool_parents')
+    pool_in_sizes = _from_gmacs_profile('pool_in_sizes')
+    pool_out_sizes = _from_gmacs_profile('pool_out_sizes')
 
     @property
     def initial_cost(self) -> float:
