@@ -25,14 +25,12 @@ Prints one table (per model: mIoU mean +- std, GMACs, predicted ms, measured ms 
 runtimes, each also as a ratio to the human model) and writes ``WORK_DIR/results.json``.
 """
 import argparse
-import copy
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional
 
 import torch
@@ -43,29 +41,14 @@ sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, osp.join(REPO, 'tools', 'benchmark'))
 sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
 
+from calibrate_cost import load_1min, wait_for_quiet  # noqa: E402 (tools/analysis)
+
 SYNTH_ROOT = osp.join(REPO, 'data', 'synthetic_voc', 'VOC2012')
 CONFIGS = {
     'human': 'configs/synthetic/fcn_hr18tiny_1xb8-600it_synthvoc-96x96.py',
     'dp-s': 'configs/synthetic/fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py',
     'dp-lat': 'configs/synthetic/fcn_dynopool-lat-hr18tiny_1xb8-600it_synthvoc-96x96.py'}
 SHAPE = (96, 96)
-
-
-def loadavg() -> float:
-    with open('/proc/loadavg') as f:
-        return float(f.read().split()[0])
-
-
-def wait_for_quiet(max_load: float, max_wait_s: float = 900) -> float:
-    """Wait until the 1-minute load average is below ``max_load`` (at most
-    ``max_wait_s``); returns the load when it stops waiting."""
-    start = time.time()
-    load = loadavg()
-    while load > max_load and time.time() - start < max_wait_s:
-        print(f'load average {load:.2f} > {max_load}: waiting 60 s', flush=True)
-        time.sleep(60)
-        load = loadavg()
-    return load
 
 
 def find_or_train(name: str, seed: int, args, extra: List[str]) -> Dict:
@@ -188,11 +171,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             models[key] = (freeze_dynopool(model, SHAPE) if resizing_layers(model)
                            else model)
     torch.set_num_threads(args.threads)
-    load_before = wait_for_quiet(args.max_load) if args.clock == 'wall' else loadavg()
+    load_before = wait_for_quiet(args.max_load if args.clock == 'wall' else None)
     print(f'timing {len(models)} models ({args.repeats} rounds, {args.threads} threads, '
           f'{args.clock} clock), load average {load_before:.2f}', flush=True)
     times = time_models(models, args.repeats, not args.no_onnx, args.clock)
-    load_after = loadavg()
+    load_after = load_1min()
     for key, t in times.items():
         rows[key].update(t)
 

@@ -196,23 +196,31 @@ def check_clock(clock: str, threads: int) -> None:
         raise SystemExit('--clock cpu measures the calling thread: use it with --threads 1')
 
 
-def wait_for_quiet(max_load: Optional[float], max_wait_s: float = 900) -> None:
+def wait_for_quiet(max_load: Optional[float], max_wait_s: float = 900) -> float:
     """Wait (at most ``max_wait_s``) until the 1-minute load average is below
-    ``max_load``; None: do not wait."""
-    if max_load is None:
-        return
+    ``max_load`` (None: do not wait); return the 1-minute load average then."""
     start = time.time()
-    while float(loadavg().split()[0]) > max_load and time.time() - start < max_wait_s:
-        print(f'load average {loadavg()} > {max_load}: waiting 60 s', flush=True)
+    load = load_1min()
+    while max_load is not None and load > max_load and time.time() - start < max_wait_s:
+        print(f'load average {load:.2f} > {max_load}: waiting 60 s', flush=True)
         time.sleep(60)
+        load = load_1min()
+    return load
 
 
 def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages as text ('unknown' without /proc)."""
     try:
         with open('/proc/loadavg') as f:
             return ' '.join(f.read().split()[:3])
     except OSError:
         return 'unknown'
+
+
+def load_1min() -> float:
+    """The 1-minute load average (nan without /proc)."""
+    text = loadavg()
+    return float('nan') if text == 'unknown' else float(text.split()[0])
 
 
 def print_fit(model, records: Sequence[Dict]) -> None:
