@@ -5,8 +5,8 @@ GMACs (Eq. 4.7) is what the budgets count; this measures what users pay. Per mod
 and per (threads, batch): inference (``no_grad``, eval mode) of the human model, the
 live DynOPool model and the frozen one (``mmseg_dynopool.deploy.freeze_dynopool``) in
 PyTorch, and of the human and frozen models exported to ONNX in onnxruntime (CPU; CUDA
-in PyTorch when ``--device cuda``), repetitions interleaved, medians, each time as a
-ratio to the human model's in the same runtime. Pairs:
+in PyTorch when ``--device cuda``), repetitions interleaved in a rotating order,
+medians, each time as a ratio to the human model's in the same runtime. Pairs:
 
 * ``hrnet48``: FCN-HRNetV2-W48 at 480x480, DynOPool at Table 5.4's DP-S sizes (stem
   367x349, streams 134x130, 52x50, 22x21, 10x9);
@@ -97,11 +97,17 @@ def _median_times(fns: Dict[str, Callable[[], None]], repeats: int,
     for fn in fns.values():  # warm-up
         fn()
     times: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        # The order rotates (and reverses every other round), so no model is always
+        # timed right after the same other one: in a fixed order (human, live, frozen)
+        # HRNet-W48's frozen model measured 1-8% slower than the live one at batch 8,
+        # with the order rotated it did not (README, "Deployed speed").
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in (order[::-1] if r % 2 else order):
             sync()
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             sync()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(v) for name, v in times.items()}
