@@ -18,14 +18,14 @@ unconstrained). Each is trained ``--seeds`` times (seeds 0..N-1) with mmseg's ow
 seed, iteration, loss, GMACs, ETA) are printed as the runs go. At the end it prints one
 table - mIoU mean +- standard deviation over seeds, GMACs and the feature-map size of
 every resolution level - and the DP-S vs human verdict, and writes them to
-``WORK_DIR/results.json``, plus the plots of ``tools/analysis/plot_dynopool.py``. Runs
-already finished (``result.json`` in their folder) are not repeated.
+``WORK_DIR/results.json``, plus the plots of ``tools/analysis/plot_dynopool.py`` (in
+``WORK_DIR/<model>/seed0/plots``). Runs already finished (``result.json`` in their
+folder) are not repeated, nor are plots newer than the runs they draw.
 """
 import argparse
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
@@ -141,6 +141,35 @@ def verdict(results: List[Dict], name: str = 'dp-s') -> str:
     return text
 
 
+PLOT_FILES = ('dynopool_training.png', 'feature_maps.png')
+
+
+def _plots_current(run_dir: str, human_dir: str) -> bool:
+    """Whether ``run_dir/plots`` holds every plot, newer than both runs' results."""
+    results = [osp.join(d, 'result.json') for d in (run_dir, human_dir)]
+    plots = [osp.join(run_dir, 'plots', f) for f in PLOT_FILES]
+    if not all(osp.isfile(f) for f in results + plots):
+        return False
+    return min(osp.getmtime(f) for f in plots) >= max(osp.getmtime(f) for f in results)
+
+
+def plot_runs(work_dir: str, names: List[str]) -> None:
+    """tools/analysis/plot_dynopool.py's plots of each model's seed-0 run against the
+    human model's, in this process (no interpreter start per plot); plots newer than both
+    runs' results are kept, so a finished job run again redoes nothing."""
+    from mmseg_dynopool.analysis.plots import plot_work_dir
+    human_dir = osp.join(work_dir, 'human', 'seed0')
+    for name in names:
+        run_dir = osp.join(work_dir, name, 'seed0')
+        if _plots_current(run_dir, human_dir):
+            print(f'[{name}] plots already done ({osp.join(run_dir, "plots")})')
+            continue
+        try:
+            plot_work_dir(run_dir, human_dir)
+        except (FileNotFoundError, ValueError, RuntimeError) as err:
+            print(f'plot_dynopool failed for {name}: {err}')
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=osp.join(REPO, 'work_dirs', 'main'))
@@ -216,16 +245,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(results=results, table=table, verdict=text, seeds=args.seeds,
                        iters=args.iters, real_voc=real), f, indent=2)
-    plot_tool = osp.join(REPO, 'tools', 'analysis', 'plot_dynopool.py')
-    for name in args.models:
-        if name == 'human' or not osp.isfile(plot_tool):
-            continue
-        cmd = [sys.executable, plot_tool, osp.join(args.work_dir, name, 'seed0'),
-               '--baseline', osp.join(args.work_dir, 'human', 'seed0')]
-        with open(osp.join(args.work_dir, f'plots_{name}.log'), 'w') as log:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            print(f'plot_dynopool failed for {name}; see plots_{name}.log')
+    plot_runs(args.work_dir, [name for name in args.models if name != 'human'])
     print(f'results: {osp.join(args.work_dir, "results.json")}')
 
 

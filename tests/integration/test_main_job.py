@@ -1,4 +1,9 @@
-"""The main job's code path end to end, at a reduced budget."""
+"""The main job's code path end to end, at a reduced budget.
+
+One job (3 models x 2 seeds, 2 iterations each) runs once per module; the baselines
+test runs Shape Adaptor / DiffStride in the same work dir, so it also checks that a
+later call with other models reuses the finished human run.
+"""
 import json
 import os.path as osp
 import subprocess
@@ -11,17 +16,30 @@ from ..conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def test_main_job_runs_end_to_end(tmp_path):
-    data_root = tmp_path / 'synthetic_voc' / 'VOC2012'
-    work = tmp_path / 'work'
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
-           '--iters', '2', '--num-train', '4', '--num-val', '2', '--seeds', '2',
-           '--data-root', str(data_root), '--work-dir', str(work)]
+def _job(data_root, work, *args: str):
+    return [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
+            '--iters', '2', '--num-train', '4', '--num-val', '2',
+            '--data-root', str(data_root), '--work-dir', str(work), *args]
+
+
+@pytest.fixture(scope='module')
+def main_job(tmp_path_factory):
+    """The first call of the main job: ``(data_root, work_dir, command, process,
+    its results.json)`` (read at once: a later call in the work dir rewrites it)."""
+    tmp = tmp_path_factory.mktemp('main_job')
+    data_root, work = tmp / 'synthetic_voc' / 'VOC2012', tmp / 'work'
+    cmd = _job(data_root, work, '--seeds', '2')
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    results = work / 'results.json'
+    data = json.loads(results.read_text()) if results.is_file() else None
+    return data_root, work, cmd, proc, data
+
+
+def test_main_job_runs_end_to_end(main_job):
+    data_root, work, cmd, proc, data = main_job
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # It generated the dataset because none was there.
     assert (data_root / 'ImageSets' / 'Segmentation' / 'train.txt').is_file()
-    data = json.loads((work / 'results.json').read_text())
     results = data['results']
     assert [r['name'] for r in results] == ['human', 'dp-s', 'dp-b']
     for r in results:
@@ -49,20 +67,20 @@ def test_main_job_runs_end_to_end(tmp_path):
     plots = work / 'dp-s' / 'seed0' / 'plots'
     assert (plots / 'dynopool_training.png').stat().st_size > 1000
     assert (plots / 'feature_maps.png').stat().st_size > 1000
+    feature_maps_mtime = (plots / 'feature_maps.png').stat().st_mtime
     # A second call finds every run done and does not train again.
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert 'already done' in again.stdout and '] iter ' not in again.stdout
+    assert '[dp-s] plots already done' in again.stdout
+    assert (plots / 'feature_maps.png').stat().st_mtime == feature_maps_mtime
 
 
-def test_main_job_runs_the_resizing_baselines(tmp_path):
+def test_main_job_runs_the_resizing_baselines(main_job):
     """--models with Shape Adaptor / DiffStride (docs/baselines.md's table)."""
-    data_root = tmp_path / 'synthetic_voc' / 'VOC2012'
-    work = tmp_path / 'work'
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
-           '--iters', '2', '--num-train', '4', '--num-val', '2', '--seeds', '1',
-           '--models', 'human', 'sa-s', 'ds-b', '--data-root', str(data_root),
-           '--work-dir', str(work)]
+    data_root, work, _, first, _ = main_job
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    cmd = _job(data_root, work, '--seeds', '1', '--models', 'human', 'sa-s', 'ds-b')
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((work / 'results.json').read_text())
@@ -74,3 +92,6 @@ def test_main_job_runs_the_resizing_baselines(tmp_path):
     assert [lvl[0] for lvl in dsb['levels']] == [55, 35, 25, 21, 19]
     assert all(layer['type'] == 'DiffStride' for layer in dsb['layers'])
     assert data['verdict'].startswith('SA-S vs human') and 'DS-B' not in data['verdict']
+    # The human run of the first call is reused, the baselines are trained.
+    assert '[human seed 0] already done' in proc.stdout
+    assert '[sa-s seed 0] iter 1/2' in proc.stdout
