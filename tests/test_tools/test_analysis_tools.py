@@ -1,8 +1,7 @@
 """The analysis and deployment tools: dynopool_report, plot_dynopool, freeze_dynopool.
 
 The tools run in-process through their ``main(argv)`` (importing mmseg once per test
-session instead of once per call); the plot tool additionally runs as a subprocess the
-way ``tools/run_main_job.py`` calls it. Expected values are recomputed here from the
+session instead of once per call). Expected values are recomputed here from the
 model itself (forward hooks, mmengine's FlopAnalyzer: ``tests/test_analysis/helpers.py``),
 not taken from the library code under test. The library modules behind the tools are
 tested in ``tests/test_analysis/``.
@@ -10,8 +9,6 @@ tested in ``tests/test_analysis/``.
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 import uuid
 
 import numpy as np
@@ -270,12 +267,9 @@ def test_plot_tool_on_trained_run(tmp_path, voc_root, monkeypatch):
     (base_dir / 'last_checkpoint').write_text(ckpt)
 
     out_dir = tmp_path / 'plots'
-    proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'analysis', 'plot_dynopool.py'),
-         str(work_dir), '--baseline', str(base_dir), '--out', str(out_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    plot_tool = load_tool('tools/analysis/plot_dynopool.py')
+    assert plot_tool.main([str(work_dir), '--baseline', str(base_dir),
+                           '--out', str(out_dir)]) == 0
     png_ok(out_dir / 'dynopool_training.png')
     png_ok(out_dir / 'feature_maps.png')
 
