@@ -92,8 +92,10 @@ def deeplab_pair(size: int, target: float) -> Tuple[nn.Module, nn.Module, str]:
     return human, dp, note
 
 
-def _median_times(fns: Dict[str, Callable[[], None]], repeats: int,
-                  sync: Callable[[], None]) -> Dict[str, float]:
+def interleaved_times(fns: Dict[str, Callable[[], None]], repeats: int,
+                      sync: Callable[[], None] = lambda: None) -> Dict[str, List[float]]:
+    """Every call's time in seconds, ``repeats`` rounds of all ``fns`` after one warm-up
+    call each."""
     for fn in fns.values():  # warm-up
         fn()
     times: Dict[str, List[float]] = {name: [] for name in fns}
@@ -110,7 +112,13 @@ def _median_times(fns: Dict[str, Callable[[], None]], repeats: int,
             fns[name]()
             sync()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def _median_times(fns: Dict[str, Callable[[], None]], repeats: int,
+                  sync: Callable[[], None]) -> Dict[str, float]:
+    return {name: statistics.median(v)
+            for name, v in interleaved_times(fns, repeats, sync).items()}
 
 
 def bench_pair(name: str, human: nn.Module, dp: nn.Module, note: str, size: int,
