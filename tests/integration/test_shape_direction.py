@@ -11,11 +11,11 @@ end; alpha at the configs' 0.1x learning rate), 200 iterations of batch 8: the s
 * images enlarged isotropically (the control): the stem stays near-isotropic,
   ``|log(r_w / r_h)| <= CONTROL_TOL``.
 
-Measured (docs/information_asymmetry.md): at this budget neither setting learns the
-data's direction on the stretched 1:3 crop (``r_w >= r_h`` for both seeds, with
-``axis_grad='exact'`` and with ``'per_query'``), so that test is a strict xfail: it
-records today's behaviour and fails (XPASS) the day the direction is learned, when the
-mark must go. The control passes with both settings.
+Measured (docs/information_asymmetry.md): at this budget neither setting reliably
+learns the data's direction on the stretched 1:3 crop (the study: 0.00 +- 0.02 over 3
+seeds; here seed 0 now ends with ``r_w < r_h``, seed 1 not), so that test, which asks
+it of both seeds, is a strict xfail: it records today's behaviour and fails (XPASS) the
+day every seed learns the direction, when the mark must go. The control passes with both settings.
 
 ``AXIS_GRAD`` is the setting the study recommends (the thesis-exact gradient);
 ``SHAPE_DIRECTION_AXIS_GRAD=per_query`` (or ``exact``) in the environment runs the same
@@ -87,15 +87,18 @@ def _stem_ratio(root: str, work_dir: str, seed: int, data: str):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'issue 23: at 200 iterations on 38x114 crops the stem keeps r_w >= r_h on data '
-    'stretched along W (exact: 0.466/0.469, 0.474/0.482; per_query: 0.440/0.484, '
-    '0.474/0.482 as r_h/r_w for seeds 0/1); docs/information_asymmetry.md'))
-@pytest.mark.parametrize('seed', [0, 1])
-def test_stretch_along_the_long_axis_keeps_fewer_columns(main_job_voc_root, tmp_path,
-                                                         seed):
-    r_h, r_w = _stem_ratio(main_job_voc_root, str(tmp_path), seed, 'long')
-    print(f'axis_grad={AXIS_GRAD} seed {seed} long: stem r_h={r_h:.3f} r_w={r_w:.3f}')
-    assert r_w < r_h, (AXIS_GRAD, seed, r_h, r_w)
+    'issue 23: at 200 iterations on 38x114 crops not every seed keeps r_w < r_h on data '
+    'stretched along W (recorded as r_h/r_w for seeds 0/1: exact 0.466/0.469 and '
+    '0.474/0.482 in an earlier session, seed 0 0.469/0.452 on 2026-12-07; per_query '
+    '0.440/0.484, 0.474/0.482); the study: 0.00 +- 0.02 over 3 seeds; '
+    'docs/information_asymmetry.md'))
+def test_stretch_along_the_long_axis_keeps_fewer_columns(main_job_voc_root, tmp_path):
+    """Every seed must learn the direction (one seed doing so is within the noise)."""
+    ratios = {seed: _stem_ratio(main_job_voc_root, str(tmp_path / f'seed{seed}'), seed,
+                                'long') for seed in (0, 1)}
+    for seed, (r_h, r_w) in ratios.items():
+        print(f'axis_grad={AXIS_GRAD} seed {seed} long: stem r_h={r_h:.3f} r_w={r_w:.3f}')
+    assert all(r_w < r_h for r_h, r_w in ratios.values()), (AXIS_GRAD, ratios)
 
 
 @pytest.mark.parametrize('seed', [0, 1])
