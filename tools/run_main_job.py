@@ -141,13 +141,11 @@ def verdict(results: List[Dict], name: str = 'dp-s') -> str:
     return text
 
 
-PLOT_FILES = ('dynopool_training.png', 'feature_maps.png')
-
-
 def _plots_current(run_dir: str, human_dir: str) -> bool:
     """Whether ``run_dir/plots`` holds every plot, newer than both runs' results."""
+    from mmseg_dynopool.analysis.plots import FEATURE_MAPS_PNG, TRAINING_PNG
     results = [osp.join(d, 'result.json') for d in (run_dir, human_dir)]
-    plots = [osp.join(run_dir, 'plots', f) for f in PLOT_FILES]
+    plots = [osp.join(run_dir, 'plots', f) for f in (TRAINING_PNG, FEATURE_MAPS_PNG)]
     if not all(osp.isfile(f) for f in results + plots):
         return False
     return min(osp.getmtime(f) for f in plots) >= max(osp.getmtime(f) for f in results)

@@ -36,7 +36,6 @@ import math
 import os
 
 import pytest
-import torch
 from mmengine.runner import Runner
 
 from mmseg_dynopool import resizing_layers
@@ -44,7 +43,10 @@ from mmseg_dynopool.analysis.shape_study import run_one, study_config
 
 from ..helpers import SYNTH_DP_CFG, tiny_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.research]
+# One thread (conftest's one_thread): on the shared 2-core machine two threads ran
+# several times slower; the study ran on one too.
+pytestmark = [pytest.mark.slow, pytest.mark.research,
+              pytest.mark.usefixtures('one_thread')]
 
 AXIS_GRAD = os.environ.get('SHAPE_DIRECTION_AXIS_GRAD', 'exact')
 CROP = (38, 114)  # (H, W)
@@ -73,14 +75,8 @@ def _stem_ratio(root: str, work_dir: str, seed: int, data: str):
         dict(type='PackSegInputs')]
     cfg.model.data_preprocessor.size = CROP
     cfg.default_hooks.logger.interval = 50
-    threads = torch.get_num_threads()
-    # One thread: on the shared 2-core machine two threads ran several times slower.
-    torch.set_num_threads(1)
-    try:
-        runner = Runner.from_cfg(cfg)
-        runner.train()
-    finally:
-        torch.set_num_threads(threads)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
     pools = dict(resizing_layers(runner.model))
     assert pools['backbone.dynopool_stem'].axis_grad == AXIS_GRAD
     return pools['backbone.dynopool_stem'].ratio.tolist()
@@ -128,12 +124,7 @@ def _blobs_control_log_ratio(root: str, work_dir: str, seed: int, axis_grad: str
                              ) -> float:
     cfg = study_config('dynopool', CROP, 'none', seed, ITERS, 8, root, work_dir,
                        axis_grad=axis_grad)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the study ran
-    try:
-        r_h, r_w = run_one(cfg)['ratios']['stem']
-    finally:
-        torch.set_num_threads(threads)
+    r_h, r_w = run_one(cfg)['ratios']['stem']
     print(f'blobs 1:3 control, axis_grad={axis_grad} seed {seed}: stem r_h={r_h:.3f} '
           f'r_w={r_w:.3f} log(r_w/r_h)={math.log(r_w / r_h):+.3f}')
     return math.log(r_w / r_h)
