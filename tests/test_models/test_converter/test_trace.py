@@ -142,3 +142,26 @@ def test_helpers():
     assert infer_in_channels(nn.Sequential(nn.ReLU(), nn.Conv2d(5, 2, 1))) == 5
     with pytest.raises(ValueError, match='in_channels'):
         infer_in_channels(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize('kwargs', [dict(scale_factor=2), dict(size=(13, 7)),
+                                    dict(scale_factor=0.37, mode='bilinear'),
+                                    dict(scale_factor=(1.5, 0.5), mode='bicubic',
+                                         recompute_scale_factor=True)])
+def test_meta_interpolate_has_pytorchs_output_size_and_is_recorded(kwargs):
+    """On meta, ``F.interpolate`` is answered by a one-channel CPU proxy (the meta
+    kernels are slow Python decompositions): same size as the real call, one record."""
+    class Up(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return nn.functional.interpolate(self.conv(x), **kwargs)
+
+    model = Up()
+    trace = trace_forward(model, (23, 17), 3, device='meta')
+    want = model(torch.zeros(1, 3, 23, 17)).shape
+    out = trace.outputs[0]
+    assert out.device.type == 'meta' and out.shape == want
+    assert [f.name for f in trace.functions].count('interpolate') == 1
