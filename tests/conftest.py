@@ -5,8 +5,11 @@ The suite runs in parallel (``pytest -n 2``, pytest-xdist): every worker is its 
 process with its own session fixtures, written under its own ``tmp_path_factory``
 folder; nothing is written into the repository.
 """
+import contextlib
+import io
 import os
 import os.path as osp
+from typing import List, Tuple
 
 import pytest
 
@@ -143,6 +146,24 @@ def load_tool(rel_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_tool_main(tool, argv: List[str]) -> Tuple[int, str]:
+    """Run ``tool.main(argv)`` (a module from :func:`load_tool`) in this process: its exit
+    status (0, or ``SystemExit``'s code) and what it printed. For the tools that drive
+    ``tools/train.py`` in child processes (the main job, the trade-off sweep): the
+    trainings stay the processes a user gets; the tool's own start-up (~4.5 s of imports)
+    is skipped."""
+    out = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out):
+        try:
+            tool.main(argv)
+        except SystemExit as err:
+            code = err.code if isinstance(err.code, int) else 1
+            if not isinstance(err.code, int) and err.code is not None:
+                print(err.code)
+    return code, out.getvalue()
 
 
 def tiny_hrnet_extra(stage3_modules: int = 1) -> dict:

@@ -2,42 +2,43 @@
 
 One job (3 models x 2 seeds, 2 iterations each) runs once per module; the baselines
 test runs Shape Adaptor / DiffStride in the same work dir, so it also checks that a
-later call with other models reuses the finished human run.
+later call with other models reuses the finished human run. The tool runs in the test
+process (``main(argv)``); every training is mmseg's ``tools/train.py`` in a child
+process, as for a user.
 """
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-from ..conftest import REPO
+from ..conftest import load_tool, run_tool_main
 
 pytestmark = pytest.mark.slow
 
 
 def _job(data_root, work, *args: str):
-    return [sys.executable, osp.join(REPO, 'tools', 'run_main_job.py'), '--synthetic',
-            '--iters', '2', '--num-train', '4', '--num-val', '2',
+    return ['--synthetic', '--iters', '2', '--num-train', '4', '--num-val', '2',
             '--data-root', str(data_root), '--work-dir', str(work), *args]
 
 
 @pytest.fixture(scope='module')
 def main_job(tmp_path_factory):
-    """The first call of the main job: ``(data_root, work_dir, command, process,
-    its results.json)`` (read at once: a later call in the work dir rewrites it)."""
+    """The first call of the main job: ``(data_root, work_dir, tool, argv, (exit status,
+    output), its results.json)`` (read at once: a later call in the work dir rewrites
+    it)."""
     tmp = tmp_path_factory.mktemp('main_job')
     data_root, work = tmp / 'synthetic_voc' / 'VOC2012', tmp / 'work'
-    cmd = _job(data_root, work, '--seeds', '2')
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    tool = load_tool(osp.join('tools', 'run_main_job.py'))
+    argv = _job(data_root, work, '--seeds', '2')
+    run = run_tool_main(tool, argv)
     results = work / 'results.json'
     data = json.loads(results.read_text()) if results.is_file() else None
-    return data_root, work, cmd, proc, data
+    return data_root, work, tool, argv, run, data
 
 
 def test_main_job_runs_end_to_end(main_job):
-    data_root, work, cmd, proc, data = main_job
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data_root, work, tool, argv, (code, out), data = main_job
+    assert code == 0, out[-3000:]
     # It generated the dataset because none was there.
     assert (data_root / 'ImageSets' / 'Segmentation' / 'train.txt').is_file()
     results = data['results']
@@ -60,7 +61,6 @@ def test_main_job_runs_end_to_end(main_job):
         for i, run in enumerate(r['runs']):
             assert f'randomness.seed={i}' in run['cfg_options']
     # The printed table, the verdict and progress lines while training.
-    out = proc.stdout
     assert 'Main job results' in out and 'dp-s' in out.split('Main job results')[1]
     assert 'DP-S vs human' in out and data['verdict'].startswith('DP-S vs human')
     assert '[dp-s seed 1] iter 1/2' in out  # streamed mmengine progress
@@ -69,20 +69,20 @@ def test_main_job_runs_end_to_end(main_job):
     assert (plots / 'feature_maps.png').stat().st_size > 1000
     feature_maps_mtime = (plots / 'feature_maps.png').stat().st_mtime
     # A second call finds every run done and does not train again.
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert 'already done' in again.stdout and '] iter ' not in again.stdout
-    assert '[dp-s] plots already done' in again.stdout
+    code, again = run_tool_main(tool, argv)
+    assert code == 0, again[-3000:]
+    assert 'already done' in again and '] iter ' not in again
+    assert '[dp-s] plots already done' in again
     assert (plots / 'feature_maps.png').stat().st_mtime == feature_maps_mtime
 
 
 def test_main_job_runs_the_resizing_baselines(main_job):
     """--models with Shape Adaptor / DiffStride (docs/baselines.md's table)."""
-    data_root, work, _, first, _ = main_job
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    cmd = _job(data_root, work, '--seeds', '1', '--models', 'human', 'sa-s', 'ds-b')
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data_root, work, tool, _, (first, first_out), _ = main_job
+    assert first == 0, first_out[-3000:]
+    code, out = run_tool_main(tool, _job(data_root, work, '--seeds', '1', '--models',
+                                         'human', 'sa-s', 'ds-b'))
+    assert code == 0, out[-3000:]
     data = json.loads((work / 'results.json').read_text())
     human, sas, dsb = data['results']
     assert [r['name'] for r in data['results']] == ['human', 'sa-s', 'ds-b']
@@ -93,5 +93,5 @@ def test_main_job_runs_the_resizing_baselines(main_job):
     assert all(layer['type'] == 'DiffStride' for layer in dsb['layers'])
     assert data['verdict'].startswith('SA-S vs human') and 'DS-B' not in data['verdict']
     # The human run of the first call is reused, the baselines are trained.
-    assert '[human seed 0] already done' in proc.stdout
-    assert '[sa-s seed 0] iter 1/2' in proc.stdout
+    assert '[human seed 0] already done' in out
+    assert '[sa-s seed 0] iter 1/2' in out

@@ -1,15 +1,13 @@
 """tools/analysis/tradeoff.py end to end on tiny configs (two points per curve)."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
 
 from mmseg_dynopool.analysis.tradeoff import eval_shape, scale_pipelines
 
-from ..conftest import REPO, SYNTH_HUMAN_CFG, tiny_config
+from ..conftest import REPO, SYNTH_HUMAN_CFG, load_tool, run_tool_main, tiny_config
 
 SYNTH_DPS_CFG = osp.join(REPO, 'configs', 'synthetic',
                          'fcn_dynopool-s-hr18tiny_1xb8-600it_synthvoc-96x96.py')
@@ -48,12 +46,12 @@ def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
         cfg.dump(out)
         configs.append(out)
     work = tmp_path / 'tradeoff'
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'analysis', 'tradeoff.py'),
-           *configs[:2], '--baselines', configs[2],
-           '--work-dir', str(work), '--scales', '0.75', '1.0', '--targets', '0.7', '1.0',
-           '--seeds', '1']
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # The tool in this process (main(argv)); its trainings are tools/train.py processes.
+    tool = load_tool(osp.join('tools', 'analysis', 'tradeoff.py'))
+    argv = [*configs[:2], '--baselines', configs[2], '--work-dir', str(work),
+            '--scales', '0.75', '1.0', '--targets', '0.7', '1.0', '--seeds', '1']
+    code, out = run_tool_main(tool, argv)
+    assert code == 0, out[-3000:]
     data = json.loads((work / 'tradeoff.json').read_text())
     assert [p['scale'] for p in data['human']] == [0.75, 1.0]
     assert [p['target'] for p in data['dynopool']] == [0.7, 1.0]
@@ -74,12 +72,12 @@ def test_tradeoff_tool_end_to_end_and_resumes(voc_root, tmp_path):
         assert len(tight['sizes']) == 5 and 0 <= tight['metric'] <= 100
     assert data['baseline_configs'] == [configs[2]]
     assert (work / 'tradeoff.png').stat().st_size > 1000
-    assert 'mIoU' in proc.stdout and 'shapeadaptor' in proc.stdout
+    assert 'mIoU' in out and 'shapeadaptor' in out
     # Re-running finds every point done and trains nothing.
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.count('already done') == 6
-    assert '] iter ' not in again.stdout
+    code, again = run_tool_main(tool, argv)
+    assert code == 0, again[-3000:]
+    assert again.count('already done') == 6
+    assert '] iter ' not in again
 
 
 def test_dynopool_config_must_have_dynopool_layers(tmp_path):
