@@ -1,6 +1,7 @@
 """Distributed training of a learnable-size network (docs/reliability.md, section 1):
-2 CPU processes (gloo) under MMDistributedDataParallel with the GMACs hook on end with
-identical alphas, feature-map sizes and parameters at every iteration.
+2 CPU processes (gloo) under MMDistributedDataParallel with the GMACs hook in budget
+mode end with identical alphas, feature-map sizes, lambdas and parameters at every
+iteration.
 
 The ranks run tests/dist_worker.py through torchrun ``--standalone``, which picks a free
 rendezvous port itself, so two runs (xdist workers) never share one.
@@ -16,13 +17,16 @@ from ..helpers import REPO, max_abs_diff, start, wait_ok
 
 @pytest.mark.slow
 def test_ddp_two_cpu_ranks_stay_identical(voc_root, tmp_path):
-    """2 processes, gloo, MMDistributedDataParallel, GMACs hook (lambda=0.5), 4 iters."""
+    """2 processes, gloo, MMDistributedDataParallel, 4 iterations, GMACs hook in budget
+    mode (0.7 x the initial GMACs, lambda starting at 0.5): one run checks the
+    parameters and the dual ascent's lambda, which every rank must take from rank 0."""
     out = tmp_path / 'ranks'
     log = str(tmp_path / 'torchrun.log')
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone',
            '--nproc_per_node', '2', osp.join(REPO, 'tests', 'dist_worker.py'),
            '--data-root', voc_root, '--work-dir', str(tmp_path / 'work'),
-           '--out', str(out), '--iters', '4', '--loss-weight', '0.5']
+           '--out', str(out), '--iters', '4', '--loss-weight', '0.5',
+           '--target-ratio', '0.7']
     text = wait_ok(start(cmd, log), log)
     assert 'Distributed training: True' in text
     r0 = torch.load(out / 'rank0.pt', weights_only=False)
@@ -40,6 +44,10 @@ def test_ddp_two_cpu_ranks_stay_identical(voc_root, tmp_path):
     assert max(float((a - init).abs().max()) for a in r0['alpha'].values()) > 1e-3
     assert len({tuple(rec['size'].values()) for rec in r0['records']}) > 1
 
+    # The budget's lambda moved (0.5 at the start) and is the same on both ranks.
+    lam0 = [rec['lam'] for rec in r0['records']]
+    assert lam0 == [rec['lam'] for rec in r1['records']]
+    assert len(set(lam0)) > 1 and min(lam0) > 0
     # Identical alphas and sizes at every iteration, identical weights at the end.
     for a, b in zip(r0['records'], r1['records']):
         assert a['iter'] == b['iter']
