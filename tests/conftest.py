@@ -159,9 +159,11 @@ def run_tool_main(tool, argv: List[str]) -> Tuple[int, str]:
     with contextlib.redirect_stdout(out):
         try:
             tool.main(argv)
-        except SystemExit as err:
-            code = err.code if isinstance(err.code, int) else 1
-            if not isinstance(err.code, int) and err.code is not None:
+        except SystemExit as err:  # exit(None) is success, exit('message') failure
+            if isinstance(err.code, int):
+                code = err.code
+            elif err.code is not None:
+                code = 1
                 print(err.code)
     return code, out.getvalue()
 
