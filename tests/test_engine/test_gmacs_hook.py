@@ -25,7 +25,7 @@ from ..conftest import resizing_layer_cfg
 from ..helpers import (MOVING_SIZES, SYNTH_DP_CFG, RecorderHook, pool_items,
                        tiny_config)
 
-pytestmark = pytest.mark.usefixtures('one_thread')  # beside the DDP test's children
+pytestmark = pytest.mark.usefixtures('one_thread')  # beside the other worker's child processes
 
 
 def _layers(model):
